@@ -1,0 +1,34 @@
+# geesoil developer entry points. `make demo` and `make test` are the README's two commands.
+PY ?= python3.11
+VENV ?= .venv
+BIN := $(VENV)/bin
+DEMO_DIR ?= demo_out
+
+.PHONY: setup test lint demo bench clean
+
+$(BIN)/geesoil: pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	# torch first, pinned: 2.13.0 is the CPU wheel on local disk; a bare `torch` would pull GBs of CUDA.
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+setup: $(BIN)/geesoil
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+test: setup lint
+	$(BIN)/pytest -q
+
+test-all: setup lint
+	$(BIN)/pytest -q -m "slow or not slow"
+
+demo: setup
+	$(BIN)/geesoil covariates pack --starter -o $(DEMO_DIR)/starter_pack
+	$(BIN)/geesoil covariates list --covariates $(DEMO_DIR)/starter_pack
+
+clean:
+	rm -rf $(DEMO_DIR) .pytest_cache

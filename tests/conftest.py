@@ -1,0 +1,41 @@
+"""Shared fixtures: the real data folder (required on CI) and small generated inputs."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+SHARED_DATA = Path(
+    os.environ.get("GEESOIL_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data")
+)
+
+
+def _require(path: Path) -> Path:
+    if not path.exists():
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"shared data missing on CI: {path}")
+        pytest.skip(f"shared data not available: {path}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """``../shared/data`` (fails, not skips, when CI=true and it is missing)."""
+    return _require(SHARED_DATA)
+
+
+@pytest.fixture(scope="session")
+def soil_dir(shared_data: Path) -> Path:
+    return _require(shared_data / "soil")
+
+
+@pytest.fixture(scope="session")
+def coarse_pack(shared_data: Path) -> Path:
+    return _require(shared_data / "covariates")
+
+
+@pytest.fixture(scope="session")
+def edgeroi_pack(shared_data: Path) -> Path:
+    return _require(shared_data / "regional" / "edgeroi")
