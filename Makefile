@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 DEMO_DIR ?= demo_out
 
-.PHONY: setup test lint demo bench clean
+.PHONY: setup test test-slow lint demo bench clean
 
 $(BIN)/geesoil: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -20,11 +20,13 @@ lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+# The README's test command: lint + the default (fast) suite.
 test: setup lint
 	$(BIN)/pytest -q
 
-test-all: setup lint
-	$(BIN)/pytest -q -m "slow or not slow"
+# Tests marked slow (real-data training, full starter-pack build); CI runs them after `make test`.
+test-slow: setup
+	$(BIN)/pytest -q -m slow
 
 demo: setup
 	$(BIN)/geesoil covariates pack --starter -o $(DEMO_DIR)/starter_pack

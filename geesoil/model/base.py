@@ -1,0 +1,44 @@
+"""The estimator contract every soil model follows, so evaluation, mapping and the CLI treat them alike.
+
+scikit-learn style: hyperparameters go into ``__init__`` unchanged, ``fit`` learns attributes ending in ``_``,
+``predict`` never mutates, everything is reproducible from ``random_state``.
+
+``X`` is a DataFrame with one column per covariate (named as in the covariate specs) plus ``lon`` and ``lat``
+(WGS84 degrees); ``y`` is SOC in g/kg (back-transformed units). Categorical covariates hold integer class codes
+(float dtype, NaN for missing).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+import pandas as pd
+
+from geesoil.covariates.spec import CovariateSpec
+
+
+@runtime_checkable
+class SoilModel(Protocol):
+    #: registry key written into the model file; ``geesoil.model.io`` maps it back to the class
+    kind: str
+
+    @property
+    def covariates(self) -> tuple[CovariateSpec, ...]:
+        """The covariates the fitted model needs (besides lon/lat)."""
+        ...
+
+    def fit(self, X: pd.DataFrame, y: np.ndarray) -> SoilModel: ...
+
+    def predict(self, X: pd.DataFrame) -> np.ndarray: ...
+
+    def predict_interval(self, X: pd.DataFrame, alpha: float = 0.1) -> tuple[np.ndarray, np.ndarray]:
+        """Lower and upper bounds of the central ``1 - alpha`` prediction interval (g/kg)."""
+        ...
+
+    def to_state(self) -> tuple[dict[str, Any], dict[str, bytes]]:
+        """JSON-serialisable metadata and named binary blobs (safetensors / skops bytes), no pickles."""
+        ...
+
+    @classmethod
+    def from_state(cls, meta: dict[str, Any], blobs: dict[str, bytes]) -> SoilModel: ...

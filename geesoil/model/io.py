@@ -1,0 +1,109 @@
+"""One model file for every strategy: a zip holding ``model.json`` (metadata) and named binary blobs.
+
+Nothing in a model file is unpickled: torch tensors travel as safetensors-compatible bytes loaded with
+``torch.load(weights_only=True)`` or safetensors, scikit-learn models as ``skops`` bytes loaded against an explicit
+trusted-type list, and metadata as JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from geesoil import __version__
+from geesoil.errors import ModelError
+from geesoil.model.base import SoilModel
+
+FORMAT = "geesoil-model"
+FORMAT_VERSION = 1
+
+_REGISTRY: dict[str, Callable[[dict[str, Any], dict[str, bytes]], SoilModel]] = {}
+
+
+def register(kind: str) -> Callable[[type], type]:
+    """Class decorator: make ``load_model`` able to rebuild models whose metadata says ``kind``."""
+
+    def deco(cls: type) -> type:
+        _REGISTRY[kind] = cls.from_state
+        return cls
+
+    return deco
+
+
+def save_model(model: SoilModel, path: str | Path) -> Path:
+    """Write ``model`` to ``path`` atomically (a temp file renamed into place)."""
+    path = Path(path)
+    meta, blobs = model.to_state()
+    doc = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "geesoil_version": __version__,
+        "kind": model.kind,
+    }
+    doc["model"] = meta
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".geesoil", dir=path.parent)
+    os.close(fd)
+    try:
+        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+            zf.writestr("model.json", json.dumps(doc, indent=1, sort_keys=True, default=_jsonable))
+            for name, data in blobs.items():
+                zf.writestr(f"blobs/{name}", data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def read_metadata(path: str | Path) -> dict[str, Any]:
+    """The ``model.json`` document of a model file, without loading any weights."""
+    path = Path(path)
+    try:
+        with zipfile.ZipFile(path) as zf:
+            doc = json.loads(zf.read("model.json"))
+    except FileNotFoundError as exc:
+        raise ModelError(f"{path}: model file not found") from exc
+    except (zipfile.BadZipFile, KeyError, json.JSONDecodeError) as exc:
+        raise ModelError(f"{path}: not a geesoil model file ({exc})") from exc
+    if doc.get("format") != FORMAT:
+        raise ModelError(f"{path}: not a geesoil model file (format {doc.get('format')!r})")
+    if int(doc.get("format_version", 0)) > FORMAT_VERSION:
+        raise ModelError(
+            f"{path}: written by a newer geesoil (format {doc['format_version']}); upgrade geesoil"
+        )
+    return doc
+
+
+def load_model(path: str | Path) -> SoilModel:
+    """Rebuild the model stored at ``path``; unknown kinds and damaged files raise :class:`ModelError`."""
+    import geesoil.model.registry  # noqa: F401  (imports every model module so their kinds are registered)
+
+    path = Path(path)
+    doc = read_metadata(path)
+    kind = doc.get("kind")
+    if kind not in _REGISTRY:
+        raise ModelError(f"{path}: unknown model kind {kind!r}; known: {', '.join(sorted(_REGISTRY))}")
+    with zipfile.ZipFile(path) as zf:
+        blobs = {n[len("blobs/") :]: zf.read(n) for n in zf.namelist() if n.startswith("blobs/")}
+    try:
+        return _REGISTRY[kind](doc["model"], blobs)
+    except (KeyError, ValueError, TypeError, RuntimeError) as exc:
+        raise ModelError(f"{path}: damaged {kind} model ({exc})") from exc
+
+
+def _jsonable(obj: Any) -> Any:
+    import numpy as np
+
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
