@@ -26,7 +26,7 @@ test: setup lint
 
 # Tests marked slow (real-data training, full starter-pack build); CI runs them after `make test`.
 test-slow: setup
-	$(BIN)/pytest -q -m slow
+	$(BIN)/pytest -q -m slow || [ $$? -eq 5 ]  # 5: no slow tests collected
 
 demo: setup
 	$(BIN)/geesoil covariates pack --starter -o $(DEMO_DIR)/starter_pack
