@@ -88,7 +88,7 @@ class Grid:
         """The sub-grid starting at pixel (row, col) with the given shape, clipped to this grid."""
         height = min(height, self.height - row)
         width = min(width, self.width - col)
-        x0, y0 = self.affine * (col, row)
+        x0, y0 = self.affine @ (col, row)
         a, b, _, d, e, _ = self.transform
         return Grid(self.crs, (a, b, x0, d, e, y0), (height, width))
 
