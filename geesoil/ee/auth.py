@@ -233,9 +233,11 @@ def initialize(
     base = (url or DEFAULT_URL).rstrip("/")
     check_reachable(base, connect_timeout_s)
     ee.Reset()
-    ee.data.setDeadline(int(request_deadline_s * 1000))
     try:
         ee.Initialize(credentials=login.credentials, project=project, url=base)
+        ee.data.setDeadline(
+            int(request_deadline_s * 1000)
+        )  # rebuilds the API client with the request timeout
     except ee.EEException as exc:
         raise EarthEngineError(
             f"Earth Engine refused to start ({_one_line(exc)}); {_fix_login(environ)}"
