@@ -82,7 +82,7 @@ def list_cmd(catalog: str | None, sources: tuple[str, ...]) -> None:
     elif sources:
         from geesoil.covariates.open import open_sources
 
-        specs = open_sources(list(sources)).specs
+        specs = open_sources(list(sources), connect=False).specs
     else:
         rows = []
         for name in list_catalogs():

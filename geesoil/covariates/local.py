@@ -390,8 +390,8 @@ class LocalPackSource:
         src_arr = self._to_float(spec, info, raw).astype(np.float32)
         src_transform = (
             info.transform
-            * Affine.translation(col_off, row_off)
-            * Affine.scale(width / out_w, height / out_h)
+            @ Affine.translation(col_off, row_off)
+            @ Affine.scale(width / out_w, height / out_h)
         )
         reproject(
             source=src_arr,
@@ -416,7 +416,7 @@ def _window_for(
     if not all(np.isfinite(bounds)):
         return None
     inv = ~info.transform
-    cols, rows = zip(*(inv * (x, y) for x in (minx, maxx) for y in (miny, maxy)), strict=True)
+    cols, rows = zip(*(inv @ (x, y) for x in (minx, maxx) for y in (miny, maxy)), strict=True)
     span_cols, span_rows = max(cols) - min(cols), max(rows) - min(rows)
     c0 = max(0, math.floor(min(cols)) - pad)
     c1 = min(info.width, math.ceil(max(cols)) + pad)

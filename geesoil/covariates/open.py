@@ -48,25 +48,27 @@ def starter_pack_dir(*, force: bool = False) -> Path:
     return Path(build_starter_pack(folder, cache_dir=root / "downloads", force=force))
 
 
-def _open_ee(catalog: str | None) -> CovariateSource:
+def _open_ee(catalog: str | None, *, connect: bool) -> CovariateSource:
     try:
+        from geesoil.ee.auth import initialize
         from geesoil.ee.source import EarthEngineSource
     except ModuleNotFoundError as exc:
-        if exc.name not in ("geesoil.ee", "geesoil.ee.source"):
+        if exc.name not in ("geesoil.ee", "geesoil.ee.source", "geesoil.ee.auth"):
             raise
         raise CovariateError(
-            "the Earth Engine covariate source is not available in this geesoil version; use a local pack folder or 'starter'"
+            "the Earth Engine covariate source is not available in this geesoil version; "
+            "use a local pack folder or 'starter'"
         ) from None
-    if catalog is None:
-        return EarthEngineSource()
-    from geesoil.covariates.catalog import load_catalog
+    if connect:
+        initialize()  # raises EarthEngineError with the fix when there are no credentials or no connection
+    # Finished sample batches are cached so an interrupted extraction resumes where it stopped.
+    return EarthEngineSource(catalog or "gsoilcpm", cache_dir=cache_dir() / "ee-samples")
 
-    return EarthEngineSource(catalog=load_catalog(catalog))
 
-
-def open_source(spec: str | Path) -> CovariateSource:
+def open_source(spec: str | Path, *, connect: bool = True) -> CovariateSource:
     """One source from ``spec``: a pack folder (or its ``pack.json``) → ``LocalPackSource``; ``"starter"`` → the
-    cached starter pack (built on first use); ``"ee"`` or ``"ee:CATALOG"`` → Earth Engine."""
+    cached starter pack (built on first use); ``"ee"`` or ``"ee:CATALOG"`` → Earth Engine (initialised unless
+    ``connect=False``, which is enough to list its covariates)."""
     from geesoil.covariates.local import LocalPackSource
 
     if isinstance(spec, str):
@@ -74,20 +76,20 @@ def open_source(spec: str | Path) -> CovariateSource:
         if word.lower() == STARTER:
             return LocalPackSource(starter_pack_dir())
         if word.lower() == EE or word.lower().startswith(EE + ":"):
-            return _open_ee(word.split(":", 1)[1] if ":" in word else None)
+            return _open_ee(word.split(":", 1)[1] if ":" in word else None, connect=connect)
     path = Path(spec).expanduser()
     if not path.exists():
         raise CovariateError(f"covariate source {str(spec)!r} not found; give {SOURCE_HELP}")
     return LocalPackSource(path)
 
 
-def open_sources(specs: Sequence[str | Path]) -> CovariateSource:
+def open_sources(specs: Sequence[str | Path], *, connect: bool = True) -> CovariateSource:
     """Open every spec; several become one ``CombinedSource`` (the first source wins on duplicate names)."""
     if isinstance(specs, str | Path):
         specs = [specs]
     if not specs:
         raise CovariateError(f"no covariate source given; give {SOURCE_HELP}")
-    sources = [open_source(s) for s in specs]
+    sources = [open_source(s, connect=connect) for s in specs]
     if len(sources) == 1:
         return sources[0]
     names: dict[str, int] = {}
