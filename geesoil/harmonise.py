@@ -165,6 +165,9 @@ def harmonise(
         with np.errstate(invalid="ignore", divide="ignore"):
             value = vsum / wsum
         n_used = np.bincount(p, weights=(w > 0).astype(float), minlength=n_prof).astype(np.int64)
+        for i in np.flatnonzero(keep & ~(wsum > 0)):
+            reasons[i] = f"no horizon within {interval}: it falls in a gap between horizons"
+            keep[i] = False
     else:
         kept_starts = keep[pp]
         for n in np.unique(counts[kept_starts]):

@@ -247,11 +247,14 @@ def pool_sources(frames: Sequence[pd.DataFrame], decimals: int = 3) -> pd.DataFr
         }
     )
     dup = key.duplicated(keep="first").to_numpy()
-    dropped = {str(s): int(n) for s, n in zip(*np.unique(labels[dup], return_counts=True), strict=True)}
-    for s in dict.fromkeys(labels):
-        dropped.setdefault(str(s), 0)
-    for s, n in dropped.items():
-        logger.info("pool_sources: %s: dropped %d rows at locations already present", s, n)
+    dropped = {str(s): 0 for s in dict.fromkeys(labels)}
+    for s, n in zip(*np.unique(labels[dup], return_counts=True), strict=True):
+        dropped[str(s)] = int(n)
+    logger.info(
+        "pool_sources: dropped %d rows at locations already present (%s)",
+        int(dup.sum()),
+        ", ".join(f"{s} {n}" for s, n in dropped.items()),
+    )
     out = pooled.loc[~dup].reset_index(drop=True)
     out.attrs["dropped_per_source"] = dropped
     return out
