@@ -123,6 +123,7 @@ FUNCTIONS: dict[str, Any] = {
         "list": [[None] * len(collection), [0] * len(collection)]
     },
     "Dictionary.get": lambda dictionary=None, key=None, **_: dictionary[key],
+    "Number.add": lambda left=None, right=None, **_: left + right,
     "Reducer.first": lambda **_: "first",
     "Reducer.toList": lambda **_: "toList",
     "Reducer.repeat": lambda **_: "repeat",
@@ -242,7 +243,9 @@ class Fault:
     status: int = 503
     message: str = "The service is currently unavailable."
     malformed: bool = False
-    endpoint: str = ":"  # substring of the request path it applies to (":" = every compute call)
+    #: Substring of the request path it applies to; the default ":" matches the compute calls (``value:compute``...)
+    #: but not discovery or the algorithm list. Use "algorithms" to fail ``ee.Initialize``.
+    endpoint: str = ":"
 
 
 @dataclass
@@ -309,17 +312,17 @@ class FakeEarthEngine:
         return None
 
     def handle(self, method: str, path: str, body: dict[str, Any]) -> tuple[int, str, bytes]:
+        fault = self._take_fault(path)
+        if fault is not None:
+            if fault.malformed:
+                return 200, "application/json", b'{"features": [ {"type": "Feat'
+            return _error(fault.status, fault.message)
         if "$discovery" in path:
             return 200, "application/json", DISCOVERY.read_bytes()
         if path.endswith("/algorithms"):
             return 200, "application/json", ALGORITHMS.read_bytes()
         if self.latency_s:
             time.sleep(self.latency_s)
-        fault = self._take_fault(path)
-        if fault is not None:
-            if fault.malformed:
-                return 200, "application/json", b'{"features": [ {"type": "Feat'
-            return _error(fault.status, fault.message)
         try:
             if path.endswith("value:compute"):
                 return _json(200, {"result": _to_json(Evaluator(body["expression"]).run())})
