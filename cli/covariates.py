@@ -254,7 +254,7 @@ def pack_cmd(
     from geesoil.covariates.open import cache_dir
     from geesoil.covariates.pack import read_pack
 
-    folder = Path(build_starter_pack(out, cache_dir=cache_dir() / "downloads", force=force))
+    folder = Path(build_starter_pack(out, cache_dir=cache_dir(), force=force))
     pack = read_pack(folder)
     click.echo(
         f"Starter pack ready in {folder}: {len(pack.covariates)} covariates ({', '.join(pack.by_name())})",

@@ -417,16 +417,17 @@ def test_open_ee_offline_lists_the_catalog_recipes() -> None:
     assert "bio01" in names and "koppen" not in names  # koppen has no Earth Engine equivalent (ee: null)
 
 
-def test_open_starter_builds_once_into_the_cache(
+def test_open_starter_builds_into_the_cache(
     small_pack: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     calls: list[tuple[Path, Path | None, bool]] = []
 
     def build_starter_pack(out_dir: Path, *, cache_dir: Path | None = None, force: bool = False) -> Path:
         calls.append((out_dir, cache_dir, force))
-        out_dir.mkdir(parents=True, exist_ok=True)
-        for f in ("val.tif", "cls.tif", "pack.json"):
-            (out_dir / f).write_bytes((small_pack / f).read_bytes())
+        if not (out_dir / "pack.json").exists():
+            out_dir.mkdir(parents=True)
+            for f in ("val.tif", "cls.tif", "pack.json"):
+                (out_dir / f).write_bytes((small_pack / f).read_bytes())
         return out_dir
 
     fake = types.ModuleType("geesoil.covariates.starter")
@@ -435,5 +436,6 @@ def test_open_starter_builds_once_into_the_cache(
     monkeypatch.setenv("GEESOIL_CACHE_DIR", str(tmp_path / "cache"))
     first = open_source("starter")
     second = open_source("STARTER")
-    assert len(calls) == 1 and calls[0][0] == tmp_path / "cache" / "starter-pack"
-    assert isinstance(first, LocalPackSource) and [s.name for s in second.specs] == ["val", "cls"]
+    assert calls == [(tmp_path / "cache" / "starter-pack", tmp_path / "cache", False)] * 2
+    assert isinstance(first, LocalPackSource) and first.pack.folder == tmp_path / "cache" / "starter-pack"
+    assert [s.name for s in second.specs] == ["val", "cls"]

@@ -31,11 +31,8 @@ def cache_dir() -> Path:
 
 
 def starter_pack_dir(*, force: bool = False) -> Path:
-    """The starter pack in the cache, built on first use (or rebuilt with ``force``)."""
+    """The starter pack in the cache folder, built on first use; the builder leaves a current pack alone."""
     root = cache_dir()
-    folder = root / "starter-pack"
-    if (folder / "pack.json").is_file() and not force:
-        return folder
     try:
         from geesoil.covariates.starter import build_starter_pack
     except ModuleNotFoundError as exc:
@@ -44,8 +41,11 @@ def starter_pack_dir(*, force: bool = False) -> Path:
         raise CovariateError(
             "the starter covariate pack builder is not available in this geesoil version"
         ) from None
-    log.info("building the starter covariate pack in %s (once; set %s to move it)", folder, CACHE_ENV)
-    return Path(build_starter_pack(folder, cache_dir=root / "downloads", force=force))
+    folder = root / "starter-pack"
+    if not (folder / "pack.json").is_file():
+        log.warning("building the starter covariate pack in %s (once; set %s to move it)", folder, CACHE_ENV)
+    # Wheels are cached under the same root (<root>/wheels), so a rebuild needs no download.
+    return Path(build_starter_pack(folder, cache_dir=root, force=force))
 
 
 def _open_ee(catalog: str | None, *, connect: bool) -> CovariateSource:
