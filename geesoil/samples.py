@@ -165,9 +165,9 @@ def read_samples(
         msg = _rejects_message(path, rejects)
         if strict:
             raise SampleRowError(f"{msg}; fix these rows or run without --strict to drop them")
+        if bad.all():
+            raise SampleFileError(f"{msg}; no valid rows remain")
         logger.warning("%s", msg)
-    if bad.all():
-        raise SampleFileError(f"{_rejects_message(path, rejects)}; no valid rows remain")
 
     frame = _canonical_frame(raw, cols, values, target, path)
     keep = ~bad
@@ -184,7 +184,7 @@ def read_samples(
         path=path,
         target=target,
         n_read=n_read,
-        columns={k: v for k, v in cols.items()},
+        columns=dict(cols),
         crs=None if src_crs is None else src_crs.to_string(),
         profile_id_assigned=assigned,
         duplicate_locations=dups,
@@ -313,7 +313,8 @@ def _read_raw(path: Path, crs: str | None) -> tuple[pd.DataFrame, str, Any]:
 
 
 def _read_csv(path: Path) -> pd.DataFrame:
-    head = path.open("rb").read(1 << 16)
+    with path.open("rb") as fh:
+        head = fh.read(1 << 16)
     if b"\x00" in head:
         raise SampleFileError(f"{path}: not a text CSV file (binary content); export it as CSV")
     encoding = "utf-8-sig"
@@ -620,9 +621,9 @@ def _duplicate_locations(path: Path, frame: pd.DataFrame, rows: np.ndarray) -> i
     n_loc = int(sites.loc[dup, ["lon", "lat"]].drop_duplicates().shape[0])
     first = ", ".join(str(r) for r in rows[sites.index[dup]][:_FIRST_ROWS])
     logger.warning(
-        "%s: %d locations have more than one %s (rows %s...); they are kept",
+        "%s: %s more than one %s (rows %s...); they are kept",
         path,
-        n_loc,
+        _plural(n_loc, "location has", "locations have"),
         "profile" if "top_cm" in frame.columns else "sample",
         first,
     )
@@ -682,12 +683,16 @@ def _rejects_message(path: Path, rejects: pd.DataFrame) -> str:
         detail = next(p for p in first["reason"].split("; ") if p.split(":")[0] == reason)
         more = f", rows {', '.join(map(str, rows[:_FIRST_ROWS]))}{'...' if len(rows) > _FIRST_ROWS else ''}"
         parts.append(f"{len(rows)} x {reason} (e.g. {where}: {detail}{more if len(rows) > 1 else ''})")
-    return f"{path}: {len(rejects)} invalid rows: " + "; ".join(parts)
+    return f"{path}: {_plural(len(rejects), 'invalid row', 'invalid rows')}: " + "; ".join(parts)
 
 
 def _reason_counts(dropped: pd.DataFrame) -> str:
     counts = dropped["reason"].str.split(":").str[0].value_counts()
     return ", ".join(f"{n} {r}" for r, n in counts.items()) or "no profiles"
+
+
+def _plural(n: int, one: str, many: str) -> str:
+    return f"{n} {one if n == 1 else many}"
 
 
 def _where(row: int, lines: np.ndarray | None, i: int) -> str:

@@ -252,7 +252,7 @@ def test_duplicate_locations_warn_and_are_kept(tmp_path: Path, caplog: pytest.Lo
     with caplog.at_level(logging.WARNING, logger="geesoil.samples"):
         ss = read_samples(path)
     assert len(ss.frame) == 3 and ss.duplicate_locations == 1
-    assert "1 locations have more than one sample (rows 1, 2" in caplog.text
+    assert "1 location has more than one sample (rows 1, 2" in caplog.text
 
 
 def test_wise_961_horizon_dropped_and_reported(soil_dir: Path) -> None:
