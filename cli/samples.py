@@ -52,7 +52,7 @@ def samples() -> None:
     """
 
 
-@samples.command("check")
+@samples.command("check", short_help="Validate a sample table and print a summary.")
 @_file
 @_target
 @_crs
@@ -74,7 +74,7 @@ def check(file: Path, target: str, crs: str | None, strict: bool, rejects: Path 
     click.echo(_table(ss.summary()))
 
 
-@samples.command("harmonise")
+@samples.command("harmonise", short_help="Harmonise horizons to one value per profile over a depth interval.")
 @_file
 @click.option(
     "--depth",
