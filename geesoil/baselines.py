@@ -24,7 +24,6 @@ is on :data:`TRUSTED_TYPES`; nothing is unpickled.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import math
 import warnings
@@ -36,6 +35,7 @@ import pandas as pd
 
 from geesoil.covariates.spec import CovariateSpec
 from geesoil.errors import ModelError
+from geesoil.model.features import spec_from_dict, spec_to_dict
 from geesoil.model.io import register
 
 log = logging.getLogger(__name__)
@@ -55,22 +55,6 @@ TRUSTED_TYPES = frozenset(
 CALIBRATED_ALPHAS = (0.05, 0.1, 0.2, 0.32, 0.5)
 
 DEFAULT_ANGLES = (30.0, 60.0, 120.0, 150.0)
-
-
-def spec_to_dict(spec: CovariateSpec) -> dict[str, Any]:
-    """A JSON-ready dict of a covariate spec (class codes become strings)."""
-    d = dataclasses.asdict(spec)
-    if d["classes"] is not None:
-        d["classes"] = {str(k): v for k, v in d["classes"].items()}
-    return d
-
-
-def spec_from_dict(d: dict[str, Any]) -> CovariateSpec:
-    """Inverse of :func:`spec_to_dict`."""
-    d = dict(d)
-    if d.get("classes") is not None:
-        d["classes"] = {int(k): v for k, v in d["classes"].items()}
-    return CovariateSpec(**d)
 
 
 def as_specs(covariates: Sequence[CovariateSpec | str]) -> tuple[CovariateSpec, ...]:
