@@ -84,7 +84,9 @@ def test_extract_reports_points_without_covariates(coarse_pack: Path, tmp_path: 
         "profile_id,lon,lat,oc_gkg\nlondon,-0.12,51.5,20\natlantic,-30.0,40.0,5\nyakutsk,129.73,62.03,30\n"
     )
     out = tmp_path / "points.parquet"
-    code, _, err = _run("extract", "--samples", str(samples), "--covariates", str(coarse_pack), "-o", str(out))
+    code, _, err = _run(
+        "extract", "--samples", str(samples), "--covariates", str(coarse_pack), "-o", str(out)
+    )
     assert code == 0, err
     assert "1 of 3 points lack at least one covariate" in err and "lon -30.0000, lat 40.0000" in err
     table = pd.read_parquet(out).set_index("profile_id")
@@ -98,17 +100,33 @@ def test_extract_reports_points_without_covariates(coarse_pack: Path, tmp_path: 
 def test_extract_bad_source_writes_nothing(soil_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "x.parquet"
     code, _, err = _run(
-        "extract", "--samples", str(soil_dir / "edgeroi.parquet"), "--covariates", str(tmp_path), "-o", str(out)
+        "extract",
+        "--samples",
+        str(soil_dir / "edgeroi.parquet"),
+        "--covariates",
+        str(tmp_path),
+        "-o",
+        str(out),
     )
     assert code == 2 and "no pack.json" in err and not out.exists()
     code, _, err = _run(
-        "extract", "--samples", str(soil_dir / "edgeroi.parquet"), "--covariates", "x", "--depth", "30-0", "-o", str(out)
+        "extract",
+        "--samples",
+        str(soil_dir / "edgeroi.parquet"),
+        "--covariates",
+        "x",
+        "--depth",
+        "30-0",
+        "-o",
+        str(out),
     )
     assert code == 2 and "give TOP-BOTTOM in cm" in err
 
 
 def test_pack_aoi_mode_is_announced_not_silent(tmp_path: Path) -> None:
-    code, _, err = _run("pack", "--aoi", "region.gpkg", "--covariates", "ee", "--scale", "250", "-o", str(tmp_path))
+    code, _, err = _run(
+        "pack", "--aoi", "region.gpkg", "--covariates", "ee", "--scale", "250", "-o", str(tmp_path)
+    )
     assert code == 2 and "not yet available" in err
     code, _, err = _run("pack", "-o", str(tmp_path))
     assert code == 2 and "--starter" in err
@@ -122,7 +140,9 @@ def test_pack_starter_calls_the_builder(
     def build_starter_pack(out_dir: Path, *, cache_dir: Path | None = None, force: bool = False) -> Path:
         calls.append((Path(out_dir), cache_dir, force))
         Path(out_dir).mkdir(parents=True)
-        (Path(out_dir) / "era5_bio12_0p25deg.tif").write_bytes((coarse_pack / "era5_bio12_0p25deg.tif").read_bytes())
+        (Path(out_dir) / "era5_bio12_0p25deg.tif").write_bytes(
+            (coarse_pack / "era5_bio12_0p25deg.tif").read_bytes()
+        )
         (Path(out_dir) / "pack.json").write_text(
             '{"name": "starter", "version": 1, "covariates": [{"name": "bio12", "file": "era5_bio12_0p25deg.tif",'
             ' "group": "climate", "units": "mm/yr"}]}'

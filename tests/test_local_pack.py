@@ -439,3 +439,41 @@ def test_open_starter_builds_into_the_cache(
     assert calls == [(tmp_path / "cache" / "starter-pack", tmp_path / "cache", False)] * 2
     assert isinstance(first, LocalPackSource) and first.pack.folder == tmp_path / "cache" / "starter-pack"
     assert [s.name for s in second.specs] == ["val", "cls"]
+
+
+def test_koppen_reads_only_the_window_it_needs(coarse_pack: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The 21600 x 43200 Köppen raster is never read whole for a small AOI or a cluster of points."""
+    windows: list[tuple[int, int]] = []
+    real_open = rasterio.open
+
+    class Spy:
+        def __init__(self, ds: rasterio.io.DatasetReader) -> None:
+            self.ds = ds
+
+        def __enter__(self) -> Spy:
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            self.ds.close()
+
+        def read(
+            self, *args: object, window: rasterio.windows.Window | None = None, **kw: object
+        ) -> np.ndarray:
+            arr = self.ds.read(*args, window=window, **kw)
+            windows.append(
+                (self.ds.height, self.ds.width) if window is None else (window.height, window.width)
+            )
+            return arr
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(self.ds, name)
+
+    monkeypatch.setattr(local_mod.rasterio, "open", lambda path, *a, **kw: Spy(real_open(path, *a, **kw)))
+    src = LocalPackSource(coarse_pack)
+    grid = Grid.from_bounds((149.3, -30.6, 150.0, -30.0), "EPSG:4326", 0.01)  # Edgeroi-sized AOI
+    ds = src.read(grid, ["koppen"])
+    pts = src.sample(
+        pd.DataFrame({"lon": np.linspace(149.3, 150.0, 50), "lat": np.linspace(-30.6, -30.0, 50)}), ["koppen"]
+    )
+    assert len(windows) == 2 and all(h * w < 200 * 200 for h, w in windows)
+    assert set(np.unique(ds["koppen"])) <= {2.0, 3.0} and set(pts["koppen"]) <= {2.0, 3.0}  # arid / temperate

@@ -296,8 +296,9 @@ class LocalPackSource:
         rowf = inv.d * x + inv.e * y + inv.f
         if info.wraps_lon:
             colf = np.mod(colf, info.width)
-        ok = ok & np.isfinite(colf) & np.isfinite(rowf)
-        inside = ok & (colf >= 0) & (colf < info.width) & (rowf >= 0) & (rowf < info.height)
+        # A point the CRS cannot represent (non-finite after projection) is outside the raster too.
+        finite = np.isfinite(colf) & np.isfinite(rowf)
+        inside = ok & finite & (colf >= 0) & (colf < info.width) & (rowf >= 0) & (rowf < info.height)
         outside = ok & ~inside
         vals = np.full(n, np.nan)
         idx = np.flatnonzero(inside)

@@ -92,16 +92,19 @@ def open_sources(specs: Sequence[str | Path], *, connect: bool = True) -> Covari
     sources = [open_source(s, connect=connect) for s in specs]
     if len(sources) == 1:
         return sources[0]
-    names: dict[str, int] = {}
+    owner: dict[str, int] = {}
+    shadowed: dict[tuple[int, int], list[str]] = {}
     for i, src in enumerate(sources):
         for s in src.specs:
-            if s.name in names:
-                log.warning(
-                    "covariate %r is in both %s and %s; using the first",
-                    s.name,
-                    specs[names[s.name]],
-                    specs[i],
-                )
+            if s.name in owner:
+                shadowed.setdefault((owner[s.name], i), []).append(s.name)
             else:
-                names[s.name] = i
+                owner[s.name] = i
+    for (first, later), names in shadowed.items():
+        log.warning(
+            "%s also in %s: using %s's (the first source given wins)",
+            ", ".join(names),
+            specs[later],
+            specs[first],
+        )
     return CombinedSource(sources)
