@@ -99,10 +99,7 @@ class _RasterInfo:
     nodata: float | None
     scales: tuple[float, ...]
     offsets: tuple[float, ...]
-
-    @property
-    def is_wgs84(self) -> bool:
-        return self.crs.to_epsg() == 4326
+    is_wgs84: bool  # points need no transformation
 
     @property
     def wraps_lon(self) -> bool:
@@ -166,9 +163,10 @@ class LocalPackSource:
                         raise CovariateError(
                             f"{path}: rotated rasters are not supported; warp it to a north-up grid"
                         )
+                    crs = CRS.from_wkt(src.crs.to_wkt())
                     self._info[path] = _RasterInfo(
                         path=path,
-                        crs=CRS.from_wkt(src.crs.to_wkt()),
+                        crs=crs,
                         transform=src.transform,
                         height=src.height,
                         width=src.width,
@@ -177,6 +175,7 @@ class LocalPackSource:
                         nodata=src.nodata,
                         scales=tuple(src.scales),
                         offsets=tuple(src.offsets),
+                        is_wgs84=crs.to_epsg() == 4326,
                     )
             except rasterio.errors.RasterioIOError as exc:
                 raise CovariateError(f"cannot open covariate raster {path}: {exc}") from None
