@@ -175,9 +175,10 @@ class NetEnsemble:
         z = np.stack([predict_raw(net, xc, xk).cpu().numpy().astype(np.float64) for net in nets])
         return z * self.target_["std"] + self.target_["mean"]
 
-    def _mu_spread(self, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    def _predictive(self, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray | float]:
+        """Ensemble mean and spread in the transformed space, plus any extra predictive variance (0 here)."""
         P = self._members_t(self._encode(X))
-        return P.mean(axis=0), P.std(axis=0)
+        return P.mean(axis=0), P.std(axis=0), 0.0
 
     def _point(self, t: np.ndarray) -> np.ndarray:
         if self.target_["transform"] == "log1p":
@@ -190,14 +191,14 @@ class NetEnsemble:
     def predict(self, X: pd.DataFrame) -> np.ndarray:
         """Mean SOC (g/kg): ensemble mean in log1p space, back-transformed with smearing."""
         self._check_fitted()
-        mu, _ = self._mu_spread(X)
+        mu, _, _ = self._predictive(X)
         return self._point(mu)
 
     def predict_interval(self, X: pd.DataFrame, alpha: float = 0.1) -> tuple[np.ndarray, np.ndarray]:
         """Conformal central ``1 - alpha`` interval (g/kg, lower bound ≥ 0)."""
         self._check_fitted()
-        mu, spread = self._mu_spread(X)
-        lo, hi = self.calibration_.interval(mu, spread, alpha)
+        mu, spread, extra_var = self._predictive(X)
+        lo, hi = self.calibration_.interval(mu, spread, alpha, extra_var)
         return self._inverse(lo), self._inverse(hi)
 
     def predict_std(self, X: pd.DataFrame) -> np.ndarray:

@@ -46,6 +46,8 @@ class TrainResult:
     epochs: int
     seconds: float
     history: list[tuple[float, float]] = field(default_factory=list)
+    #: the weights after every epoch (only with ``keep_snapshots``)
+    snapshots: list[dict[str, torch.Tensor]] = field(default_factory=list, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -155,11 +157,14 @@ def train_net(
     desc: str = "train",
     param_groups: Sequence[tuple[Sequence[nn.Parameter], float]] | None = None,
     penalty: Penalty | None = None,
+    keep_snapshots: bool = False,
 ) -> TrainResult:
     """Train ``net`` in place on ``train`` (cont, cat, z) with MSE, keep the weights with the best validation loss.
 
     ``param_groups``: (parameters, LR multiplier) pairs; multiplier 0 freezes. ``penalty(net, cont, cat)`` is
     added to the batch loss (e.g. feature alignment). The global torch RNG is forked, so callers' state is kept.
+    ``keep_snapshots``: also keep every epoch's weights (CPU copies) so the caller can pick one epoch across
+    several members (pooled cross-validated early stopping); use a generous patience then.
     """
     t0 = time.perf_counter()
     xc, xk, z = train
@@ -186,6 +191,7 @@ def train_net(
         )
         best = (np.inf, 0, copy.deepcopy(net.state_dict()))
         history: list[tuple[float, float]] = []
+        snapshots: list[dict[str, torch.Tensor]] = []
         bar = tqdm(range(cfg.max_epochs), desc=desc, disable=not progress, leave=False, unit="ep")
         epoch = 0
         for epoch in bar:
@@ -208,6 +214,8 @@ def train_net(
                 total += float(loss.detach()) * idx.numel()
             val_loss = evaluate_loss(net, val)
             history.append((total / n, val_loss))
+            if keep_snapshots:
+                snapshots.append({k: v.detach().cpu().clone() for k, v in net.state_dict().items()})
             if val_loss < best[0] - 1e-6:
                 best = (val_loss, epoch, copy.deepcopy(net.state_dict()))
             bar.set_postfix(loss=f"{total / n:.4f}", val=f"{val_loss:.4f}")
@@ -216,7 +224,7 @@ def train_net(
         bar.close()
     net.load_state_dict(best[2])
     net.eval()
-    res = TrainResult(best[1], float(best[0]), epoch + 1, time.perf_counter() - t0, history)
+    res = TrainResult(best[1], float(best[0]), epoch + 1, time.perf_counter() - t0, history, snapshots)
     log.debug(
         "%s: best epoch %d of %d, val %.4f, %.1fs",
         desc,
