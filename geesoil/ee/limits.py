@@ -54,6 +54,10 @@ _TRANSIENT_MESSAGES = (
 _MEMORY_MESSAGE = "user memory limit exceeded"
 
 
+class MalformedResponse(Exception):
+    """Earth Engine answered 200 with something unparseable (truncated or garbled): retried like a 503."""
+
+
 def features_per_batch(
     bytes_per_feature: float,
     base_bytes: float = 0.0,
@@ -142,7 +146,7 @@ def classify(exc: BaseException) -> str | None:
         if status in RETRYABLE_STATUS or any(m in message for m in _TRANSIENT_MESSAGES):
             return "transient"
         return "fatal"
-    if isinstance(exc, json.JSONDecodeError | ConnectionError | TimeoutError):
+    if isinstance(exc, MalformedResponse | json.JSONDecodeError | ConnectionError | TimeoutError):
         return "transient"  # malformed/truncated answers and dropped connections
     if isinstance(exc, OSError) or type(exc).__module__.startswith(("httplib2", "requests", "urllib3")):
         return "transient"

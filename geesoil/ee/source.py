@@ -223,9 +223,7 @@ class EarthEngineSource:
                     params["pageToken"] = token
                 page = ee.data.computeFeatures(params)
                 if not isinstance(page, dict) or not isinstance(page.get("features", []), list):
-                    raise EarthEngineError(
-                        f"{what}: malformed computeFeatures answer ({type(page).__name__})"
-                    )
+                    raise limits.MalformedResponse(f"malformed computeFeatures answer: {str(page)[:80]!r}")
                 feats.extend(page.get("features", []))
                 token = page.get("nextPageToken")
                 if not token:
