@@ -217,3 +217,50 @@ def test_server_refusal_at_start_is_one_line(monkeypatch):
     finally:
         ee.Reset()
         server.stop()
+
+
+def test_service_account_without_network_fails_fast_at_the_token_endpoint(home, monkeypatch):
+    """The key is fine and the endpoint answers, but Google's OAuth endpoint is unreachable: no DNS hang."""
+    server = FakeEarthEngine().start()
+    monkeypatch.setattr(ee.deprecation, "_FetchDataCatalogStac", dict)
+    key = service_account_key(home / "sa.json")
+    t0 = time.monotonic()
+    try:
+        with pytest.raises(EarthEngineError, match="oauth2.googleapis.com"):
+            initialize(
+                url=server.url, environ={"GOOGLE_APPLICATION_CREDENTIALS": str(key)}, connect_timeout_s=1
+            )
+    finally:
+        ee.Reset()
+        server.stop()
+    assert time.monotonic() - t0 < 5
+
+
+def test_ee_check_command_reports_project_and_endpoint(monkeypatch):
+    from click.testing import CliRunner
+
+    from cli.ee_commands import ee_check
+
+    server = FakeEarthEngine().start()
+    monkeypatch.setattr(ee.deprecation, "_FetchDataCatalogStac", dict)
+    monkeypatch.setattr(auth, "find_login", lambda environ=None: fake_login(project=None))
+    try:
+        result = CliRunner().invoke(
+            ee_check, ["--ee-url", server.url], env={"GEESOIL_EE_PROJECT": "from-env"}
+        )
+        assert result.exit_code == 0, result.output
+        assert "project from-env" in result.output and server.url in result.output
+        assert server.calls_to("/projects/from-env/algorithms")
+    finally:
+        ee.Reset()
+        server.stop()
+
+
+def test_ee_check_command_without_login_raises_the_one_line_error(home):
+    from click.testing import CliRunner
+
+    from cli.ee_commands import ee_check
+
+    result = CliRunner().invoke(ee_check, ["--ee-project", "p"], env={"GOOGLE_APPLICATION_CREDENTIALS": ""})
+    assert isinstance(result.exception, EarthEngineError)
+    assert "credentials" in str(result.exception) and "\n" not in str(result.exception)

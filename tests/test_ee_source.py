@@ -23,6 +23,7 @@ from geesoil.errors import CovariateError, EarthEngineError
 from geesoil.grid import Grid
 
 fake_ee = ee_fake_server.fake_ee  # the fixture
+pytestmark = pytest.mark.filterwarnings("ignore:Use `@` matmul:PendingDeprecationWarning")
 FAST = RetryPolicy(retries=3, base_s=0.01, max_s=0.05)
 #: The coarse catalog's covariates that have a buildable Earth Engine recipe (bio04/12/15 are free-text derivations).
 EE_NAMES = ["elevation", "bio01", "ndvi", "treecover", "landcover_igbp"]

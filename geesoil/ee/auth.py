@@ -7,7 +7,7 @@ Credentials, first found wins:
 3. gcloud's application-default login (``gcloud auth application-default login``).
 
 Project: ``--ee-project`` > ``$GEESOIL_EE_PROJECT`` > the project saved with the login (``earthengine set_project``)
-> the service account's own project. ``--ee-url`` picks the endpoint, e.g. :data:`HIGH_VOLUME_URL` for many small
+> the service account's own project. ``--ee-url`` (or ``$GEESOIL_EE_URL``) picks the endpoint, e.g. :data:`HIGH_VOLUME_URL` for many small
 parallel requests. Nothing here prompts or opens a browser; every failure is a one-line :class:`EarthEngineError`
 that names the command or variable that fixes it. Before a real endpoint is contacted its host is resolved and
 connected to under a timeout, so a machine without network fails in seconds instead of hanging in DNS.
@@ -35,6 +35,7 @@ from geesoil.errors import EarthEngineError
 log = logging.getLogger(__name__)
 
 PROJECT_ENV = "GEESOIL_EE_PROJECT"
+URL_ENV = "GEESOIL_EE_URL"
 CREDENTIALS_ENV = "GOOGLE_APPLICATION_CREDENTIALS"
 DEFAULT_URL = "https://earthengine.googleapis.com"
 #: The high-volume endpoint: for many small, parallel, cacheable requests (sampling, tiles).
@@ -230,8 +231,14 @@ def initialize(
             f"no Earth Engine project given (credentials: {login.source}); pass --ee-project PROJECT or set "
             f"{PROJECT_ENV} (a Cloud project registered for Earth Engine)"
         )
-    base = (url or DEFAULT_URL).rstrip("/")
+    base = (url or environ.get(URL_ENV) or DEFAULT_URL).rstrip("/")
     check_reachable(base, connect_timeout_s)
+    token_uri = getattr(login.credentials, "token_uri", None) or getattr(
+        login.credentials, "_token_uri", None
+    )
+    if token_uri and not getattr(login.credentials, "valid", True):
+        # The first request refreshes the access token at Google's OAuth endpoint: make sure it answers, too.
+        check_reachable(token_uri, connect_timeout_s)
     ee.Reset()
     try:
         ee.Initialize(credentials=login.credentials, project=project, url=base)
