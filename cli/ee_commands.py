@@ -13,8 +13,9 @@ import click
 
 from geesoil.covariates.catalog import load_catalog
 from geesoil.ee import auth
-from geesoil.ee.expressions import DEFAULT_END, DEFAULT_START, catalog_image, image_graph
+from geesoil.ee.expressions import DEFAULT_END, DEFAULT_START, catalog_image, image_graph, split_buildable
 from geesoil.ee.offline import initialize_offline
+from geesoil.errors import CovariateError
 
 
 def ee_options(f: Callable[..., Any]) -> Callable[..., Any]:
@@ -93,6 +94,15 @@ def graph(catalog_name: str, start: str, end: str, names: tuple[str, ...], prett
       geesoil covariates graph --start 2015-01-01 --end 2020-01-01 --covariate evi_mean
     """
     catalog = load_catalog(catalog_name)
-    specs = catalog.select(list(names)) if names else catalog.covariates
+    if names:
+        specs = catalog.select(list(names))  # asked for by name: a missing recipe is an error
+    else:
+        specs, skipped = split_buildable(catalog.covariates)
+        if skipped:
+            click.echo(
+                f"Warning: skipping covariates without an Earth Engine recipe: {', '.join(skipped)}", err=True
+            )
+        if not specs:
+            raise CovariateError(f"catalog {catalog.name!r} has no covariate with an Earth Engine recipe")
     initialize_offline()
     click.echo(image_graph(catalog_image(specs, start, end), pretty=pretty))

@@ -258,3 +258,12 @@ def test_pretty_graph_is_the_same_expression():
     pretty = runner.invoke(graph_command, ["--covariate", "evi_max", "--pretty"]).output
     assert "\n  " in pretty
     assert graph_functions(resolve(json.loads(compact))) == graph_functions(json.loads(pretty))
+
+
+def test_graph_command_skips_covariates_without_recipe_with_a_warning():
+    result = CliRunner().invoke(graph_command, ["--catalog", "coarse-global-v1", "--compact"])
+    assert result.exit_code == 0, result.output
+    assert "bio04" in result.stderr and "koppen" in result.stderr
+    tree = resolve(json.loads(result.stdout))
+    names = literal(tree["functionInvocationValue"]["arguments"]["names"])
+    assert names == ["elevation", "bio01", "ndvi", "treecover", "landcover_igbp"]

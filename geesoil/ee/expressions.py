@@ -131,6 +131,21 @@ def parse_recipe(spec: CovariateSpec) -> Recipe:
     )
 
 
+def split_buildable(
+    specs: Sequence[CovariateSpec],
+) -> tuple[tuple[CovariateSpec, ...], dict[str, str]]:
+    """``specs`` with a usable Earth Engine recipe, and the others mapped to why not."""
+    ok: list[CovariateSpec] = []
+    skipped: dict[str, str] = {}
+    for spec in specs:
+        try:
+            parse_recipe(spec)
+            ok.append(spec)
+        except CovariateError as exc:
+            skipped[spec.name] = str(exc)
+    return tuple(ok), skipped
+
+
 def check_window(start: str, end: str) -> tuple[str, str]:
     """Validate an ISO date window (``start`` < ``end``); :class:`EarthEngineError` naming the bad date otherwise."""
     parsed = []

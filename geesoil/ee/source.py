@@ -33,7 +33,7 @@ from geesoil.ee.expressions import (
     catalog_image,
     check_window,
     image_graph,
-    parse_recipe,
+    split_buildable,
 )
 from geesoil.errors import CovariateError, EarthEngineError
 from geesoil.grid import Grid
@@ -87,14 +87,7 @@ class EarthEngineSource:
         self.page_size = min(page_size, limits.MAX_FEATURES_PER_REQUEST)
         self.retry = retry or limits.RetryPolicy()
         self.progress = progress
-        usable, skipped = [], []
-        for spec in self.catalog.covariates:
-            try:
-                parse_recipe(spec)
-                usable.append(spec)
-            except CovariateError as exc:
-                skipped.append(spec.name)
-                log.debug("%s", exc)
+        usable, skipped = split_buildable(self.catalog.covariates)
         if skipped:
             log.info("catalog %s: no Earth Engine recipe for %s", self.catalog.name, ", ".join(skipped))
         if not usable:
