@@ -219,3 +219,20 @@ def test_read_masks_nodata_as_nan(fake_ee, coarse_pack):
     ds = source().read(grid, ["elevation"])
     assert math.isnan(float(ds["elevation"].mean(skipna=False)))
     assert np.isnan(ds["elevation"].values).all()
+
+
+def test_gsoilcpm_requests_fit_the_limits_and_unknown_assets_are_reported(fake_ee):
+    """The full 32-covariate image with 5000 points per request stays under 10 MB; the fake has no MODIS data, so
+    Earth Engine's refusal comes back as one line naming the band, without retries."""
+    rng = np.random.default_rng(1)
+    pts = pd.DataFrame({"lon": rng.uniform(-180, 180, 5600), "lat": rng.uniform(-60, 80, 5600)})
+    src = EarthEngineSource("gsoilcpm", start="2010-01-01", end="2015-01-01", retry=FAST, progress=False)
+    with pytest.raises(EarthEngineError, match="nbar_b1") as err:
+        src.sample(pts)
+    assert "\n" not in str(err.value)
+    calls = fake_ee.calls_to("table:computeFeatures")
+    assert len(calls) == 2  # one request per batch, fatal errors are not retried
+    bodies = [json.dumps(c.body) for c in calls]
+    assert sorted(b.count('"functionName": "Feature"') for b in bodies) == [600, 5000]
+    assert all(len(b.encode()) < 10 * 2**20 for b in bodies)
+    assert all('"2010-01-01"' in b and "MODIS/061/MCD43A4" in b for b in bodies)

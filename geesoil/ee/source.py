@@ -153,15 +153,13 @@ class EarthEngineSource:
             total=len(todo), desc="Earth Engine batches", unit="batch", disable=not self.progress or not todo
         )
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="geesoil-ee") as pool:
-            futures = {
-                pool.submit(
-                    self._fetch_batch, image, names, lon[rows], lat[rows], f"batch {b + 1}/{len(batches)}"
-                ): (
+            futures = {}
+            for b, rows, path in todo:
+                what = f"batch {b + 1}/{len(batches)}"
+                futures[pool.submit(self._fetch_batch, image, names, lon[rows], lat[rows], what)] = (
                     rows,
                     path,
                 )
-                for b, rows, path in todo
-            }
             for fut in as_completed(futures):
                 rows, path = futures[fut]
                 try:
