@@ -1,0 +1,200 @@
+"""End-to-end maps on a synthetic pack with a tiny forest: COGs, masks, intervals, resume, overwrite, AOA."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+from pyproj import Transformer
+from rio_cogeo.cogeo import cog_validate
+from shapely.geometry import Point, box
+from test_mapping_data import FAR_BLOCK, HOLE, make_model, make_pack, make_training
+
+from geesoil.mapping.run import TILES_DIR, MapRequest, plan_map, run_map
+
+# The AOI: the pack's extent minus a margin, with a triangular bite out of the south-west corner.
+AOI_POLY = box(149.52, -30.28, 149.98, -30.005).difference(
+    box(149.52, -30.28, 149.60, -30.20).union(Point(149.52, -30.28).buffer(0.1))
+)
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("map")
+    pack = make_pack(root / "pack")
+    training = make_training(pack)
+    model = make_model(pack, root / "rf.geesoil", training)
+    samples = root / "train.csv"
+    training.to_csv(samples, index=False)
+    aoi = root / "aoi.geojson"
+    import geopandas as gpd
+
+    gpd.GeoDataFrame({"name": ["test"]}, geometry=[AOI_POLY], crs="EPSG:4326").to_file(aoi)
+    return {"root": root, "pack": pack, "model": model, "samples": samples, "aoi": aoi}
+
+
+def _req(inputs: dict[str, Path], out: Path, **kw: object) -> MapRequest:
+    base = dict(
+        aoi=str(inputs["aoi"]),
+        out=out,
+        model=inputs["model"],
+        covariates=(str(inputs["pack"]),),
+        tile_size=16,
+        progress=False,
+    )
+    base.update(kw)
+    return MapRequest(**base)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="module")
+def mapped(inputs: dict[str, Path]) -> tuple[Path, dict]:
+    out = inputs["root"] / "out"
+    doc = run_map(_req(inputs, out, std=True, aoa=True, samples=inputs["samples"]))
+    return out, doc
+
+
+def _read(path: Path) -> tuple[np.ndarray, dict]:
+    with rasterio.open(path) as src:
+        return src.read(1), {
+            "nodata": src.nodata,
+            "tags": src.tags(),
+            "band_tags": src.tags(1),
+            "desc": src.descriptions[0],
+            "crs": src.crs,
+            "transform": src.transform,
+            "overviews": src.overviews(1),
+            "block": src.block_shapes[0],
+        }
+
+
+def test_outputs_are_valid_cogs_with_nodata_and_tags(mapped: tuple[Path, dict]) -> None:
+    out, doc = mapped
+    names = ["soc_mean.tif", "soc_p05.tif", "soc_p95.tif", "soc_std.tif", "aoa.tif"]
+    for name in names:
+        valid, errors, _warnings = cog_validate(out / name, quiet=True)
+        assert valid, (name, errors)
+        _, info = _read(out / name)
+        assert info["nodata"] is not None
+        assert info["tags"]["model_kind"] == "rf"
+        assert info["tags"]["covariate_source"].endswith("pack")
+        assert info["desc"]
+    _, info = _read(out / "soc_mean.tif")
+    assert info["tags"]["units"] == "g/kg" and info["band_tags"]["units"] == "g/kg"
+    assert info["crs"].to_epsg() == 32755  # the AOI's UTM zone (150°E, southern hemisphere)
+    # native scale: the pack's 0.01° converted to metres
+    assert info["transform"].a == pytest.approx(0.01 * 111_320)
+    assert (out / "quicklook.png").stat().st_size > 5000
+    run = json.loads((out / "run.json").read_text())
+    assert run["model"]["id"] == doc["model"]["id"] and run["pixels"]["valid"] > 500
+    assert run["summary"]["aoi_area_km2"] == pytest.approx(
+        run["summary"]["mapped_area_km2"], rel=0.1
+    )  # the hole in rain is small
+
+
+def test_pixels_outside_aoi_or_without_covariates_are_nodata(mapped: tuple[Path, dict]) -> None:
+    out, doc = mapped
+    mean, info = _read(out / "soc_mean.tif")
+    t = info["transform"]
+    rows, cols = np.mgrid[0 : mean.shape[0], 0 : mean.shape[1]]
+    x = t.c + t.a * (cols + 0.5)
+    y = t.f + t.e * (rows + 0.5)
+    lon, lat = Transformer.from_crs(info["crs"].to_wkt(), "EPSG:4326", always_xy=True).transform(x, y)
+    from shapely import contains_xy
+
+    inside = contains_xy(AOI_POLY, lon, lat)
+    in_hole = (lon > HOLE[0]) & (lon < HOLE[2]) & (lat > HOLE[1]) & (lat < HOLE[3])
+    nod = mean == info["nodata"]
+    # away from the boundary (where centre-in-polygon tests may differ by round-off) the masks agree exactly
+    assert nod[~inside].all()
+    assert nod[in_hole].all() and in_hole.sum() >= 3
+    assert not nod[inside & ~in_hole].any() or nod[inside & ~in_hole].mean() < 0.02
+    assert doc["pixels"]["missing_covariates"] >= in_hole.sum()
+    assert doc["pixels"]["valid"] == int((~nod).sum())
+
+
+def test_interval_contains_mean_and_values_are_plausible(mapped: tuple[Path, dict]) -> None:
+    out, _ = mapped
+    mean, info = _read(out / "soc_mean.tif")
+    lo, _ = _read(out / "soc_p05.tif")
+    hi, _ = _read(out / "soc_p95.tif")
+    std, _ = _read(out / "soc_std.tif")
+    v = mean != info["nodata"]
+    assert ((lo != info["nodata"]) == v).all() and ((hi != info["nodata"]) == v).all()
+    assert (lo[v] <= mean[v] + 1e-4).all() and (mean[v] <= hi[v] + 1e-4).all()
+    assert (hi[v] - lo[v]).mean() > 0
+    assert (std[v] >= 0).all()
+    # truth spans roughly 5 + 0.02*[430,620] - 0.01*[200,420] + {0,4}: 9.6–21.2 g/kg
+    assert mean[v].min() > 8 and mean[v].max() < 23
+
+
+def test_aoa_marks_far_out_covariates_as_outside(mapped: tuple[Path, dict]) -> None:
+    out, doc = mapped
+    aoa, info = _read(out / "aoa.tif")
+    mean, minfo = _read(out / "soc_mean.tif")
+    assert info["nodata"] == 255
+    assert set(np.unique(aoa)) <= {0, 1, 255}
+    assert ((aoa == 255) == (mean == minfo["nodata"])).all()
+    t = info["transform"]
+    rows, cols = np.mgrid[0 : aoa.shape[0], 0 : aoa.shape[1]]
+    lon, lat = Transformer.from_crs(info["crs"].to_wkt(), "EPSG:4326", always_xy=True).transform(
+        t.c + t.a * (cols + 0.5), t.f + t.e * (rows + 0.5)
+    )
+    far = (lon > FAR_BLOCK[0] + 0.01) & (lat > FAR_BLOCK[1] + 0.01) & (aoa != 255)
+    assert far.sum() >= 2
+    assert (aoa[far] == 0).all()
+    rest = (aoa != 255) & ~((lon > FAR_BLOCK[0] - 0.01) & (lat > FAR_BLOCK[1] - 0.01))
+    assert aoa[rest].mean() > 0.9
+    assert doc["aoa"]["from"] == "samples"
+
+
+def test_rerun_redoes_only_a_deleted_tile_and_gives_identical_cogs(
+    inputs: dict[str, Path], tmp_path: Path
+) -> None:
+    out = tmp_path / "resume"
+    first = run_map(_req(inputs, out))
+    before = (out / "soc_mean.tif").read_bytes()
+    tiles = sorted((out / TILES_DIR).glob("*.npz"))
+    assert len(tiles) == first["tiles"]["tiles"] > 4
+    mtimes = {p.name: p.stat().st_mtime_ns for p in tiles}
+    victim = tiles[len(tiles) // 2]
+    victim.unlink()
+    (out / "soc_mean.tif").unlink()
+    second = run_map(_req(inputs, out))
+    assert second["tiles"]["tiles_predicted"] == 1
+    after = {p.name: p.stat().st_mtime_ns for p in sorted((out / TILES_DIR).glob("*.npz"))}
+    changed = [k for k in after if after[k] != mtimes.get(k)]
+    assert changed == [victim.name]
+    assert (out / "soc_mean.tif").read_bytes() == before
+    third = run_map(_req(inputs, out, overwrite=True))
+    assert third["tiles"]["tiles_predicted"] == first["tiles"]["tiles"]
+    final = {p.name: p.stat().st_mtime_ns for p in sorted((out / TILES_DIR).glob("*.npz"))}
+    assert all(final[k] != after[k] for k in after)
+    assert (out / "soc_mean.tif").read_bytes() == before
+
+
+def test_tiles_of_a_different_map_are_not_mixed(inputs: dict[str, Path], tmp_path: Path) -> None:
+    from geesoil.errors import GeesoilError
+
+    out = tmp_path / "mix"
+    run_map(_req(inputs, out))
+    with pytest.raises(GeesoilError, match="different map.*alpha"):
+        run_map(_req(inputs, out, alpha=0.2))
+    doc = run_map(_req(inputs, out, alpha=0.2, overwrite=True))
+    assert (out / "soc_p10.tif").is_file() and doc["inputs"]["alpha"] == 0.2
+
+
+def test_plan_writes_nothing_and_aoa_without_training_data_is_explained(
+    inputs: dict[str, Path], tmp_path: Path
+) -> None:
+    from geesoil.mapping.aoa import AOAError
+
+    out = tmp_path / "nothing"
+    with pytest.raises(AOAError, match="--samples"):
+        plan_map(_req(inputs, out, aoa=True))
+    plan = plan_map(_req(inputs, out, scale=2000.0, crs="EPSG:4326"))
+    assert plan.grid.crs == "EPSG:4326"
+    assert plan.grid.resolution[0] == pytest.approx(2000 / 111_320)
+    assert not out.exists()
