@@ -59,6 +59,7 @@ for _mod, _attr in [
     ("cli.model", "pretrain"),
     ("cli.model", "finetune"),
     ("cli.model", "evaluate"),
+    ("cli.map", "map"),
 ]:
     try:
         _register(_mod, _attr)()

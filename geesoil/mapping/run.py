@@ -206,6 +206,8 @@ def plan_map(req: MapRequest) -> MapPlan:
 
     _check_settings(req)
     aoi = read_aoi(req.aoi)
+    if req.model is not None:
+        read_metadata(req.model)  # a missing or damaged model file fails before any covariate pack is built
     specs = req.covariates or (STARTER,)
     label = " + ".join(specs) + ("" if req.covariates else " (default)")
     source = open_sources(list(specs))
