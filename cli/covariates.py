@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import os
 import re
 import tempfile
@@ -12,6 +13,7 @@ from pathlib import Path
 import click
 import pandas as pd
 
+from cli.ee_commands import ee_check, ee_options, graph, initialize_from_options
 from geesoil.covariates.spec import CovariateSpec
 from geesoil.errors import CovariateError, GeesoilError
 
@@ -159,8 +161,15 @@ def missing_summary(values: pd.DataFrame, points: pd.DataFrame) -> str | None:
     type=click.Path(dir_okay=False, path_type=Path),
     help="Output Parquet file: the samples plus one column per covariate (written atomically).",
 )
+@ee_options
 def extract_cmd(
-    samples_path: Path, sources: tuple[str, ...], target: str, depth: tuple[float, float], out: Path
+    samples_path: Path,
+    sources: tuple[str, ...],
+    target: str,
+    depth: tuple[float, float],
+    out: Path,
+    ee_project: str | None,
+    ee_url: str | None,
 ) -> None:
     """Sample every covariate at the sample locations and write samples + covariates to a Parquet file.
 
@@ -170,6 +179,7 @@ def extract_cmd(
     \b
     Examples:
       geesoil covariates extract --samples topsoil.parquet --covariates starter -o train.parquet
+      geesoil covariates extract --samples topsoil.parquet --covariates ee --ee-project my-project -o train.parquet
       geesoil covariates extract --samples ../shared/data/soil/edgeroi.parquet --depth 0-30 \\
           --covariates ../shared/data/covariates --covariates ../shared/data/regional/edgeroi -o edgeroi_train.parquet
     """
@@ -184,7 +194,9 @@ def extract_cmd(
     from geesoil.covariates.open import open_sources
 
     samples = load_samples(samples_path, target=target, depth=depth)
-    source = open_sources(list(sources))
+    source = open_sources(list(sources), connect=False)
+    if any(_is_ee(s) for s in sources):
+        initialize_from_options(ee_project, ee_url)
     clash = [s.name for s in source.specs if s.name in samples.columns]
     if clash:
         raise CovariateError(
@@ -203,6 +215,11 @@ def extract_cmd(
     )
 
 
+def _is_ee(spec: str) -> bool:
+    word = spec.strip().lower()
+    return word == "ee" or word.startswith("ee:")
+
+
 @covariates.command("pack")
 @click.option(
     "--starter", is_flag=True, help="Build the starter pack (small real global rasters, offline-capable)."
@@ -215,36 +232,141 @@ def extract_cmd(
     type=click.Path(file_okay=False, path_type=Path),
     help="Folder to write the pack (GeoTIFFs + pack.json) into.",
 )
-@click.option("--force", is_flag=True, help="Rebuild even if the folder already holds a pack.")
+@click.option("--force", is_flag=True, help="--starter: rebuild even if the folder already holds a pack.")
 @click.option(
     "--aoi",
-    metavar="FILE",
-    help="Area of interest (vector file) for an Earth Engine pack [not yet available].",
+    metavar="FILE|BBOX",
+    help="Area of interest: a polygon file (GeoJSON/GPKG/shapefile, any CRS) or minx,miny,maxx,maxy in degrees.",
 )
 @click.option(
-    "--covariates", "source", metavar="SRC", help="Source to export from, e.g. 'ee' [not yet available]."
+    "--covariates",
+    "sources",
+    metavar="SRC",
+    multiple=True,
+    help="Source to export from (with --aoi): " + _SOURCE_HELP,
 )
-@click.option("--scale", type=float, metavar="M", help="Pixel size in metres for --aoi [not yet available].")
+@click.option(
+    "--scale", type=float, metavar="METRES", help="Pixel size in metres (converted to degrees for EPSG:4326)."
+)
+@click.option("--crs", metavar="CRS", help="Output CRS, e.g. EPSG:32755; default: the AOI's UTM zone.")
+@click.option(
+    "--covariate",
+    "names",
+    multiple=True,
+    metavar="NAME",
+    help="Only these covariates (repeatable); default: every covariate of the sources.",
+)
+@click.option(
+    "--start", metavar="DATE", help="Earth Engine: start of the composites' date window (ISO date)."
+)
+@click.option("--end", metavar="DATE", help="Earth Engine: end of the date window (ISO date, exclusive).")
+@click.option(
+    "--name", "pack_name", default="aoi-pack", show_default=True, help="Name recorded in pack.json."
+)
+@click.option(
+    "--tile-size",
+    type=click.IntRange(min=1),
+    default=1024,
+    show_default=True,
+    help="Pixels per read tile side.",
+)
+@click.option(
+    "--overwrite", is_flag=True, help="Replace a different pack (or other content) in the output folder."
+)
+@click.option("--yes", is_flag=True, help="Export even a grid with more pixels than the safety limit.")
+@ee_options
 def pack_cmd(
-    starter: bool, out: Path, force: bool, aoi: str | None, source: str | None, scale: float | None
+    starter: bool,
+    out: Path,
+    force: bool,
+    aoi: str | None,
+    sources: tuple[str, ...],
+    scale: float | None,
+    crs: str | None,
+    names: tuple[str, ...],
+    start: str | None,
+    end: str | None,
+    pack_name: str,
+    tile_size: int,
+    overwrite: bool,
+    yes: bool,
+    ee_project: str | None,
+    ee_url: str | None,
 ) -> None:
-    """Build a local covariate pack: a folder of GeoTIFFs plus a pack.json manifest.
+    """Build a local covariate pack: a folder of Cloud-Optimized GeoTIFFs plus a pack.json manifest.
+
+    With --aoi, every covariate of the sources is read on a grid covering the AOI (at --scale metres, in the AOI's
+    UTM zone unless --crs says otherwise) and written tile by tile. The pack appears complete or not at all;
+    running the same command again on a finished pack does nothing.
 
     \b
     Examples:
       geesoil covariates pack --starter -o starter_pack
-      geesoil covariates list --covariates starter_pack
-    Later: geesoil covariates pack --aoi region.gpkg --covariates ee --scale 250 -o region_pack
+      geesoil covariates pack --aoi region.gpkg --covariates ee --scale 250 --ee-project my-project -o region_pack
+      geesoil covariates pack --aoi 149.2,-30.7,150.0,-29.9 --covariates ../shared/data/covariates \\
+          --scale 1000 --covariate elevation --covariate koppen -o edgeroi_pack
+      geesoil covariates list --covariates region_pack
     """
-    if aoi or source or scale is not None:
+    aoi_mode = aoi is not None or bool(sources) or scale is not None
+    if starter and aoi_mode:
+        raise GeesoilError("give either --starter or --aoi/--covariates/--scale, not both")
+    if starter:
+        _build_starter(out, force=force or overwrite)
+        return
+    if not aoi_mode:
         raise GeesoilError(
-            "exporting an AOI pack (--aoi/--covariates/--scale) is not yet available; use --starter, "
-            "or pass --covariates ee directly to 'geesoil covariates extract'"
+            "say which pack to build: --starter (e.g. geesoil covariates pack --starter -o starter_pack) or "
+            "--aoi AOI --covariates SRC --scale METRES"
         )
-    if not starter:
+    missing = [opt for opt, val in (("--aoi", aoi), ("--covariates", sources), ("--scale", scale)) if not val]
+    if missing:
         raise GeesoilError(
-            "say which pack to build: --starter (e.g. geesoil covariates pack --starter -o starter_pack)"
+            f"an AOI pack needs {', '.join(missing)} too (--aoi AOI --covariates SRC --scale METRES)"
         )
+    assert aoi is not None and scale is not None
+    if not (scale > 0 and math.isfinite(scale)):
+        raise GeesoilError(f"--scale {scale:g}: give a positive pixel size in metres")
+    if (start or end) and not any(_is_ee(s) for s in sources):
+        raise GeesoilError("--start/--end set the Earth Engine date window; they need --covariates ee")
+
+    from geesoil.covariates.export import export_pack, open_for_export
+    from geesoil.mapping.aoi import aoi_grid, check_size, default_crs, read_aoi, resolution_in
+
+    area = read_aoi(aoi)
+    crs = crs or default_crs(area)
+    try:
+        resolution = resolution_in(scale, crs)
+    except Exception as exc:  # pyproj's CRSError for words it cannot parse
+        raise GeesoilError(
+            f"--crs {crs!r}: not a CRS pyproj understands ({exc}); give e.g. EPSG:32755"
+        ) from None
+    grid = aoi_grid(area, crs, resolution)
+    source = open_for_export(list(sources), start=start, end=end)
+    selected = list(names) or None
+    if selected:
+        known = {s.name for s in source.specs}
+        unknown = [n for n in selected if n not in known]
+        if unknown:
+            raise CovariateError(
+                f"unknown covariate(s) {', '.join(unknown)} in --covariate; the sources have: {', '.join(sorted(known))}"
+            )
+    check_size(grid, yes=yes)
+    if any(_is_ee(s) for s in sources):
+        initialize_from_options(ee_project, ee_url)
+    folder = export_pack(
+        source, grid, out, names=selected, name=pack_name, tile_size=tile_size, overwrite=overwrite
+    )
+    from geesoil.covariates.pack import read_pack
+
+    pack = read_pack(folder)
+    click.echo(
+        f"Pack ready in {folder}: {len(pack.covariates)} covariates on a {grid.width} x {grid.height} grid "
+        f"({grid.crs}, {scale:g} m)",
+        err=True,
+    )
+
+
+def _build_starter(out: Path, *, force: bool) -> None:
     try:
         from geesoil.covariates.starter import build_starter_pack
     except ModuleNotFoundError as exc:
@@ -260,3 +382,8 @@ def pack_cmd(
         f"Starter pack ready in {folder}: {len(pack.covariates)} covariates ({', '.join(pack.by_name())})",
         err=True,
     )
+
+
+# Earth Engine commands live beside the EE code (cli/ee_commands.py) but belong to this group.
+covariates.add_command(ee_check)
+covariates.add_command(graph)

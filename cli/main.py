@@ -66,12 +66,3 @@ for _mod, _attr in [
     except ModuleNotFoundError as _exc:  # a subcommand module not written yet
         if _exc.name != _mod:
             raise
-
-try:  # Earth Engine subcommands live beside the EE code but belong to the `covariates` group
-    from cli.ee_commands import graph as _graph
-
-    if "covariates" in cli.commands:
-        cli.commands["covariates"].add_command(_graph)  # type: ignore[attr-defined]
-except ModuleNotFoundError as _exc:
-    if _exc.name != "cli.ee_commands":
-        raise

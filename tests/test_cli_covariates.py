@@ -123,11 +123,12 @@ def test_extract_bad_source_writes_nothing(soil_dir: Path, tmp_path: Path) -> No
     assert code == 2 and "give TOP-BOTTOM in cm" in err
 
 
-def test_pack_aoi_mode_is_announced_not_silent(tmp_path: Path) -> None:
+def test_pack_aoi_mode_checks_its_inputs(tmp_path: Path) -> None:
+    # the AOI export itself is tested in tests/test_pack_export.py
     code, _, err = _run(
         "pack", "--aoi", "region.gpkg", "--covariates", "ee", "--scale", "250", "-o", str(tmp_path)
     )
-    assert code == 2 and "not yet available" in err
+    assert code == 2 and "'region.gpkg' is neither a file nor a bbox" in err
     code, _, err = _run("pack", "-o", str(tmp_path))
     assert code == 2 and "--starter" in err
 

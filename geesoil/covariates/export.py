@@ -1,0 +1,294 @@
+"""Export covariates from any source onto a pixel grid as a local pack: one COG per covariate plus ``pack.json``.
+
+The source is read tile by tile (one covariate and one tile in memory at a time), so an Earth Engine export of a
+large AOI streams through ``computePixels`` chunks. The pack is assembled in a hidden temporary folder beside the
+output and renamed into place, so a reader never sees a half-written pack and an interrupted export leaves nothing.
+The request (grid, covariates, source provenance) is hashed into ``pack.json``; exporting the same request again
+onto a complete pack does nothing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import math
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from geesoil.covariates.catalog import spec_to_dict
+from geesoil.covariates.pack import read_pack, write_pack_manifest
+from geesoil.covariates.source import CovariateSource
+from geesoil.covariates.spec import CovariateSpec
+from geesoil.errors import CovariateError, GeesoilError
+from geesoil.grid import Grid
+
+log = logging.getLogger(__name__)
+
+#: Continuous covariates are written as float32 with NaN as nodata.
+FLOAT_DTYPE = "float32"
+#: Categorical covariates: uint8 with this nodata code when every class code fits in 0..254...
+UINT8_NODATA = 255
+#: ...else int16 with this one (codes must fit in -32767..32767).
+INT16_NODATA = -32768
+
+
+@dataclasses.dataclass(frozen=True)
+class BandEncoding:
+    """How one covariate is stored: GDAL data type and nodata value."""
+
+    dtype: str
+    nodata: float
+
+
+def encoding_for(spec: CovariateSpec) -> BandEncoding:
+    """float32/NaN for continuous covariates; uint8/255 or int16/-32768 for categorical ones (by class codes)."""
+    if not spec.is_categorical:
+        return BandEncoding(FLOAT_DTYPE, math.nan)
+    codes = list(spec.classes or {})
+    if codes and min(codes) >= 0 and max(codes) < UINT8_NODATA:
+        return BandEncoding("uint8", UINT8_NODATA)
+    if codes and (min(codes) <= INT16_NODATA or max(codes) > 32767):
+        raise CovariateError(
+            f"covariate {spec.name!r}: class codes {min(codes)}..{max(codes)} do not fit in int16; "
+            "recode the classes to -32767..32767"
+        )
+    return BandEncoding("int16", INT16_NODATA)
+
+
+def encode(values: np.ndarray, spec: CovariateSpec, enc: BandEncoding) -> np.ndarray:
+    """Float values (NaN = no data) → the stored array of ``enc``."""
+    values = np.asarray(values, dtype=np.float64)
+    if enc.dtype == FLOAT_DTYPE:
+        return values.astype(np.float32)
+    missing = ~np.isfinite(values)
+    codes = np.rint(np.where(missing, 0.0, values))
+    info = np.iinfo(enc.dtype)
+    bad = ~missing & ((codes < info.min) | (codes > info.max) | (codes == enc.nodata))
+    if bad.any():
+        example = values[bad].flat[0]
+        raise CovariateError(
+            f"covariate {spec.name!r}: value {example:g} is not a class code storable as {enc.dtype}; "
+            "check the source's classes"
+        )
+    out = codes.astype(enc.dtype)
+    out[missing] = int(enc.nodata)
+    return out
+
+
+def provenance(source: Any) -> list[dict[str, Any]]:
+    """What each underlying source is (kind, pack folder/name or EE catalog and date window), for ``pack.json``."""
+    subs = getattr(source, "sources", None)
+    if subs is not None:
+        return [p for s in subs for p in provenance(s)]
+    pack = getattr(source, "pack", None)
+    if pack is not None:
+        return [{"kind": "pack", "name": str(pack.name), "path": str(Path(pack.folder).resolve())}]
+    catalog = getattr(source, "catalog", None)
+    if catalog is not None and hasattr(source, "start"):
+        return [{"kind": "ee", "catalog": str(catalog.name), "start": source.start, "end": source.end}]
+    return [{"kind": type(source).__name__}]
+
+
+def open_for_export(
+    specs: Sequence[str | Path], *, start: str | None = None, end: str | None = None
+) -> CovariateSource:
+    """Open sources like :func:`~geesoil.covariates.open.open_sources` without connecting to Earth Engine, with
+    ``start``/``end`` as the date window of any Earth Engine source (its default window when None).
+
+    Initialise Earth Engine (:func:`geesoil.ee.auth.initialize`) before reading from the result.
+    """
+    from geesoil.covariates.open import open_sources
+    from geesoil.covariates.source import CombinedSource
+
+    source = open_sources(list(specs), connect=False)
+    if start is None and end is None:
+        return source
+    parts = list(getattr(source, "sources", [source]))
+    found = False
+    for i, part in enumerate(parts):
+        if hasattr(part, "catalog") and hasattr(part, "start"):
+            from geesoil.ee.source import EarthEngineSource
+
+            parts[i] = EarthEngineSource(
+                part.catalog, start or part.start, end or part.end, cache_dir=part.cache_dir
+            )
+            found = True
+    if not found:
+        raise CovariateError("a date window (start/end) needs an Earth Engine source ('ee' or 'ee:CATALOG')")
+    return parts[0] if len(parts) == 1 else CombinedSource(parts)
+
+
+def _grid_doc(grid: Grid) -> dict[str, Any]:
+    return {"crs": grid.crs, "transform": [float(v) for v in grid.transform], "shape": list(grid.shape)}
+
+
+def request_key(
+    specs: Sequence[CovariateSpec], grid: Grid, sources: list[dict[str, Any]], name: str, description: str
+) -> str:
+    """A hash of everything that decides the pack's content (not its creation time)."""
+    doc = {
+        "grid": _grid_doc(grid),
+        "covariates": [spec_to_dict(s, with_file=False) for s in specs],
+        "sources": sources,
+        "name": name,
+        "description": description,
+    }
+    text = json.dumps(doc, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def _select(source: CovariateSource, names: Sequence[str] | None) -> list[CovariateSpec]:
+    by_name = {s.name: s for s in source.specs}
+    if names is None:
+        return list(by_name.values())
+    names = list(dict.fromkeys(names))
+    unknown = [n for n in names if n not in by_name]
+    if unknown:
+        raise CovariateError(
+            f"unknown covariate(s) {', '.join(map(repr, unknown))}; the source has: {', '.join(by_name)}"
+        )
+    if not names:
+        raise CovariateError("no covariates selected for the pack")
+    return [by_name[n] for n in names]
+
+
+def _existing_key(out_dir: Path) -> str | None:
+    """The request key of the complete pack in ``out_dir``, or None when there is no readable pack."""
+    try:
+        pack = read_pack(out_dir)
+    except GeesoilError:
+        return None
+    key = pack.extra.get("request_key")
+    return key if isinstance(key, str) else None
+
+
+def _tiles(
+    source: CovariateSource, spec: CovariateSpec, grid: Grid, tile_size: int, enc: BandEncoding, bar: Any
+) -> Iterator[tuple[tuple[slice, slice], np.ndarray]]:
+    for tile in grid.tiles(tile_size):
+        ds = source.read(tile.grid, [spec.name])
+        arr = ds[spec.name]
+        if set(arr.dims) == {"y", "x"}:
+            arr = arr.transpose("y", "x")
+        values = np.asarray(arr.values)
+        if values.shape != (tile.height, tile.width):
+            raise CovariateError(
+                f"covariate {spec.name!r}: the source returned a {values.shape} array for a "
+                f"{(tile.height, tile.width)} tile"
+            )
+        yield tile.slices, encode(values, spec, enc)
+        if bar is not None:
+            bar.update(1)
+
+
+def export_pack(
+    source: CovariateSource,
+    grid: Grid,
+    out_dir: str | Path,
+    *,
+    names: Sequence[str] | None = None,
+    name: str = "aoi-pack",
+    description: str = "",
+    tile_size: int = 1024,
+    progress: bool = True,
+    overwrite: bool = False,
+) -> Path:
+    """Read ``names`` (default: all) of ``source`` on ``grid`` tile by tile and write them as a pack in ``out_dir``.
+
+    One COG per covariate (``<name>.tif``; float32/NaN for continuous, uint8 or int16 with a nodata code and
+    ``CLASS_<code>`` tags for categorical) plus ``pack.json`` with each covariate's metadata and the provenance.
+    Atomic: the pack appears complete or not at all. Idempotent: if ``out_dir`` already holds the pack of the same
+    request, nothing is done; a different pack (or other content) there is an error unless ``overwrite``.
+    Returns ``out_dir``.
+    """
+    from geesoil.mapping.cog import write_cog
+
+    out_dir = Path(out_dir)
+    if tile_size < 1:
+        raise CovariateError(f"tile_size={tile_size}: give a positive number of pixels")
+    specs = _select(source, names)
+    sources = provenance(source)
+    key = request_key(specs, grid, sources, name, description)
+    if out_dir.exists() and not overwrite:
+        if not out_dir.is_dir():
+            raise CovariateError(f"{out_dir} exists and is not a folder; choose another output folder")
+        found = _existing_key(out_dir)
+        if found == key:
+            log.info("%s already holds this pack; nothing to do", out_dir)
+            return out_dir
+        if found is not None or any(out_dir.iterdir()):
+            raise CovariateError(
+                f"{out_dir} already holds {'another pack' if found else 'other files'}; "
+                "choose another output folder or pass --overwrite (overwrite=True) to replace it"
+            )
+
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{out_dir.name}-", dir=out_dir.parent))
+    n_tiles = sum(1 for _ in grid.tiles(tile_size))
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=n_tiles * len(specs), desc=f"export {out_dir.name}", unit="tile", leave=False)
+    try:
+        written: list[CovariateSpec] = []
+        for spec in specs:
+            enc = encoding_for(spec)
+            file = f"{spec.name}.tif"
+            tags = {f"CLASS_{k}": v for k, v in sorted((spec.classes or {}).items())}
+            tags.update(covariate=spec.name, group=spec.group, kind=spec.kind)
+            write_cog(
+                tmp / file,
+                grid,
+                _tiles(source, spec, grid, tile_size, enc, bar),
+                dtype=enc.dtype,
+                nodata=enc.nodata,
+                description=spec.name,
+                tags=tags,
+                units=spec.units or None,
+            )
+            written.append(dataclasses.replace(spec, file=file, band=1))
+        extra = {
+            "request_key": key,
+            "provenance": {
+                "sources": sources,
+                "grid": _grid_doc(grid),
+                "created": datetime.now(UTC).isoformat(timespec="seconds"),
+            },
+        }
+        write_pack_manifest(tmp, written, name=name, description=description, crs=grid.crs, extra=extra)
+        _swap_into_place(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    finally:
+        if bar is not None:
+            bar.close()
+    log.info("wrote pack %s: %d covariates on a %d x %d grid", out_dir, len(written), grid.width, grid.height)
+    return out_dir
+
+
+def _swap_into_place(tmp: Path, out_dir: Path) -> None:
+    """Rename the finished ``tmp`` folder to ``out_dir``, replacing whatever is there."""
+    os.chmod(tmp, 0o755)  # mkdtemp makes it owner-only
+    if not out_dir.exists():
+        os.replace(tmp, out_dir)
+        return
+    old = Path(tempfile.mkdtemp(prefix=f".old-{out_dir.name}-", dir=out_dir.parent))
+    os.replace(out_dir, old / "pack")
+    try:
+        os.replace(tmp, out_dir)
+    except BaseException:
+        os.replace(old / "pack", out_dir)
+        raise
+    finally:
+        shutil.rmtree(old, ignore_errors=True)
