@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import logging
 import time
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -29,6 +30,7 @@ from geesoil.model.network import (
     NetEnsemble,
     SoilNet,
     regression_metrics,
+    smearing_factor,
     training_summary,
 )
 from geesoil.model.train import (
@@ -418,6 +420,7 @@ class FineTunedGP(_Transfer):
         resid: np.ndarray,
         spread: np.ndarray,
     ) -> None:
+        from sklearn.exceptions import ConvergenceWarning
         from sklearn.gaussian_process import GaussianProcessRegressor
 
         lon, lat = X["lon"].to_numpy(float), X["lat"].to_numpy(float)
@@ -425,14 +428,17 @@ class FineTunedGP(_Transfer):
         xy = np.column_stack(_local_projection(*self.gp_center_).transform(lon, lat))[rows]
         dist = np.sqrt(((xy[:, None, :] - xy[None, :, :]) ** 2).sum(-1))
         length0 = float(np.median(dist[dist > 0])) if (dist > 0).any() else 1.0
-        gp = GaussianProcessRegressor(
-            _gp_kernel(length0), normalize_y=True, n_restarts_optimizer=2, random_state=self.random_state
-        ).fit(xy, resid)
+        with warnings.catch_warnings():
+            # residuals that are pure noise push the Matern scale to its bound; that is an answer, not an error
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            gp = GaussianProcessRegressor(
+                _gp_kernel(length0), normalize_y=True, n_restarts_optimizer=2, random_state=self.random_state
+            ).fit(xy, resid)
         self._set_gp(xy, resid, gp.kernel_.theta)
         loo_mean, loo_var = self._gp_loo()
         e = resid - loo_mean
         if self.target_["transform"] == "log1p":
-            self.target_["smearing"] = float(np.mean(np.exp(e)))
+            self.target_["smearing"] = smearing_factor(e)
         self.calibration_ = fit_calibration(e, spread, extra_var=loo_var)
         preds = t[rows] - e
         self.metrics_["validation_network_only"] = self.metrics_["validation"]

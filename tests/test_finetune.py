@@ -1,0 +1,164 @@
+"""Transfer strategies on a synthetic world whose global SOC relationship carries over (slightly shifted) to a region."""
+
+from __future__ import annotations
+
+import copy
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from test_model_network import LC_EFFECT, SPECS, make_world
+
+from geesoil.covariates.spec import CovariateSpec
+from geesoil.errors import ModelError
+from geesoil.model.finetune import STRATEGIES, make_strategy
+from geesoil.model.io import load_model, save_model
+from geesoil.model.network import GroupBranchNet, SoilNet
+
+REGIONAL = [CovariateSpec("gamma_k", "other", units="%")]
+
+
+def make_region(n: int, seed: int, gamma_effect: float = 0.0) -> tuple[pd.DataFrame, np.ndarray]:
+    """A 20°×25° region: drier and narrower climate than the globe, the global f with a larger NDVI slope and a
+    +0.1 log offset, plus (optionally) a region-only covariate ``gamma_k`` the global model never saw."""
+    rng = np.random.default_rng(seed)
+    X, _ = make_world(n, seed + 1000)
+    X["lon"] = rng.uniform(10, 30, n)
+    X["lat"] = rng.uniform(20, 45, n)
+    X["bio12"] = X["bio12"] * 0.6 + 200
+    X["bio01"] = 27 - 0.45 * X["lat"] - X["elevation"] / 200 + rng.normal(0, 2, n)
+    X["ndvi"] = np.clip(0.15 + X["bio12"] / 3000 + rng.normal(0, 0.1, n), 0, 1)
+    X["gamma_k"] = rng.normal(1.5, 0.5, n)
+    f = (
+        2.5
+        - 0.04 * X["bio01"]
+        + 0.4 * np.log1p(X["bio12"] / 500)
+        + 1.2 * X["ndvi"]
+        + 0.15 * np.sin(X["elevation"] / 500)
+        + LC_EFFECT[X["landcover"].astype(int) - 1]
+        + gamma_effect * (X["gamma_k"] - 1.5) / 0.5
+    ).to_numpy()
+    return X, np.expm1(f + rng.normal(0, 0.3, n))
+
+
+def mae(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.mean(np.abs(a - b)))
+
+
+@pytest.fixture(scope="module")
+def pretrained() -> SoilNet:
+    X, y = make_world(3000, seed=1)
+    return SoilNet(SPECS, n_members=2, max_epochs=40, patience=10, progress=False, random_state=0).fit(X, y)
+
+
+@pytest.fixture(scope="module")
+def region() -> tuple[pd.DataFrame, np.ndarray, pd.DataFrame, np.ndarray]:
+    X, y = make_region(840, seed=0)
+    return X.iloc[:40], y[:40], X.iloc[40:], y[40:]
+
+
+def test_finetuned_beats_scratch_where_the_global_relationship_transfers(pretrained, region) -> None:
+    Xtr, ytr, Xte, yte = region
+    finetuned = make_strategy("finetuned", pretrained, random_state=0).fit(Xtr, ytr)
+    scratch = make_strategy("scratch", pretrained, random_state=0).fit(Xtr, ytr)
+    assert scratch.kind == "soilnet" and finetuned.kind == "finetuned"
+    mae_ft, mae_scratch = mae(finetuned.predict(Xte), yte), mae(scratch.predict(Xte), yte)
+    assert mae_ft < 0.95 * mae_scratch, (mae_ft, mae_scratch)
+    # and fine-tuning did not wreck the pretrained knowledge (zero-shot is already good here)
+    assert mae_ft < 1.05 * mae(pretrained.predict(Xte), yte)
+
+
+@pytest.mark.parametrize("name", [n for n in STRATEGIES if n != "scratch"])
+def test_every_strategy_fits_predicts_and_round_trips(name, pretrained, region, tmp_path) -> None:
+    Xtr, ytr, Xte, _ = region
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # GP hyperparameter bounds on pure-noise residuals
+        model = make_strategy(name, pretrained, regional_covariates=REGIONAL, random_state=0).fit(Xtr, ytr)
+    assert model.kind == name
+    pred = model.predict(Xte)
+    lo, hi = model.predict_interval(Xte, alpha=0.1)
+    assert np.isfinite(pred).all() and (lo >= 0).all() and (lo <= hi).all()
+    assert model.training_summary_["n"] == 40 and model.training_summary_["pretrained"]["n"] == 3000
+    loaded = load_model(save_model(model, tmp_path / f"{name}.geesoil"))
+    assert loaded.kind == name and type(loaded) is type(model)
+    np.testing.assert_array_equal(loaded.predict(Xte), pred)
+    np.testing.assert_array_equal(loaded.predict_interval(Xte)[1], hi)
+    expected = [s.name for s in SPECS] + (["gamma_k"] if name == "regional-branch" else [])
+    assert [s.name for s in loaded.covariates] == expected
+    with pytest.raises(ModelError, match="bio12"):
+        loaded.check_covariates([n for n in expected if n != "bio12"])
+
+
+@pytest.mark.parametrize("name", list(STRATEGIES))
+def test_fewer_than_20_samples_refused(name, pretrained, region) -> None:
+    Xtr, ytr, _, _ = region
+    model = make_strategy(name, pretrained, regional_covariates=REGIONAL)
+    with pytest.raises(ModelError, match="at least 20"):
+        model.fit(Xtr.iloc[:19], ytr[:19])
+
+
+def test_exactly_20_samples_fine_tune_without_diverging(pretrained, region) -> None:
+    Xtr, ytr, Xte, yte = region
+    model = make_strategy("finetuned", pretrained, random_state=2).fit(Xtr.iloc[:20], ytr[:20])
+    assert mae(model.predict(Xte), yte) < 1.3 * mae(pretrained.predict(Xte), yte)
+
+
+def test_global_strategy_keeps_predictions_and_recalibrates(pretrained, region) -> None:
+    Xtr, ytr, Xte, _ = region
+    model = make_strategy("global", pretrained).fit(Xtr, ytr)
+    np.testing.assert_array_equal(model.predict(Xte), pretrained.predict(Xte))
+    assert model.calibration_.n == 40
+    assert not np.array_equal(model.predict_interval(Xte)[1], pretrained.predict_interval(Xte)[1])
+
+
+def test_fine_tuning_leaves_the_pretrained_model_untouched(pretrained, region) -> None:
+    Xtr, ytr, Xte, _ = region
+    before = pretrained.predict(Xte)
+    make_strategy("discriminative", pretrained, random_state=0).fit(Xtr, ytr)
+    np.testing.assert_array_equal(pretrained.predict(Xte), before)
+
+
+def test_frozen_branches_stay_frozen(pretrained, region) -> None:
+    Xtr, ytr, _, _ = region
+    model = make_strategy("discriminative", pretrained, freeze_branches=True, random_state=0).fit(Xtr, ytr)
+    for new, old in zip(model.nets_, pretrained.nets_, strict=True):
+        for a, b in zip(new.branches.parameters(), old.branches.parameters(), strict=True):
+            assert torch.equal(a, b)
+        assert not torch.equal(new.head[0].weight, old.head[0].weight)
+
+
+def test_new_branch_starts_with_the_pretrained_function(pretrained, region) -> None:
+    Xtr, _, _, _ = region
+    net: GroupBranchNet = copy.deepcopy(pretrained.nets_[0])
+    data = pretrained.encoder_.transform(Xtr)
+    xc, xk = torch.as_tensor(data.cont), torch.as_tensor(data.cat)
+    before = net(xc, xk)
+    from geesoil.model.features import GroupLayout
+
+    net.add_branch(GroupLayout("regional", (xc.shape[1], xc.shape[1] + 2)))
+    extra = torch.randn(xc.shape[0], 2)
+    torch.testing.assert_close(net(torch.cat([xc, extra], 1), xk), before)
+
+
+def test_regional_branch_learns_a_region_only_covariate(pretrained) -> None:
+    X, y = make_region(700, seed=3, gamma_effect=0.35)
+    Xtr, ytr, Xte, yte = X.iloc[:200], y[:200], X.iloc[200:], y[200:]
+    plain = make_strategy("finetuned", pretrained, random_state=0).fit(Xtr, ytr)
+    branch = make_strategy("regional-branch", pretrained, regional_covariates=REGIONAL, random_state=0).fit(
+        Xtr, ytr
+    )
+    assert mae(branch.predict(Xte), yte) < 0.95 * mae(plain.predict(Xte), yte)
+
+
+def test_strategy_arguments_are_checked(pretrained) -> None:
+    with pytest.raises(ModelError, match="unknown fine-tuning strategy"):
+        make_strategy("magic", pretrained)
+    X, y = make_region(60, seed=4)
+    with pytest.raises(ModelError, match="regional_covariates"):
+        make_strategy("regional-branch", pretrained).fit(X, y)
+    with pytest.raises(ModelError, match="already used"):
+        make_strategy("regional-branch", pretrained, regional_covariates=[SPECS[0]]).fit(X, y)
+    with pytest.raises(ModelError, match="fitted pretrained"):
+        make_strategy("finetuned", SoilNet(SPECS))
