@@ -48,6 +48,17 @@ from geesoil.errors import GeesoilError
     help="Training table (CSV/Parquet, covariates + lon/lat) for --aoa when the model file carries none.",
 )
 @click.option("--yes", is_flag=True, help="Map grids larger than the size guard (200 M pixels).")
+@click.option(
+    "--dask-workers",
+    type=int,
+    metavar="N",
+    help="Predict tiles on a local dask cluster of N worker processes.",
+)
+@click.option(
+    "--scheduler",
+    metavar="URL",
+    help="Predict tiles on a running dask scheduler (tcp://host:port); workers must see -o's folder.",
+)
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @click.option("-o", "--out", required=True, type=click.Path(path_type=Path), help="Output folder.")
 def map(  # the command is called map (shadows the builtin here only)
@@ -63,6 +74,8 @@ def map(  # the command is called map (shadows the builtin here only)
     aoa: bool,
     samples: Path | None,
     yes: bool,
+    dask_workers: int | None,
+    scheduler: str | None,
     quiet: bool,
     out: Path,
 ) -> None:
@@ -96,6 +109,8 @@ def map(  # the command is called map (shadows the builtin here only)
         samples=samples,
         yes=yes,
         progress=not quiet,
+        dask_workers=dask_workers,
+        scheduler=scheduler,
     )
     try:
         plan = plan_map(req)

@@ -198,3 +198,13 @@ def test_plan_writes_nothing_and_aoa_without_training_data_is_explained(
     assert plan.grid.crs == "EPSG:4326"
     assert plan.grid.resolution[0] == pytest.approx(2000 / 111_320)
     assert not out.exists()
+
+
+@pytest.mark.slow  # starting two worker processes takes ~30 s on a busy 2-core machine
+def test_local_dask_cluster_gives_identical_cogs(inputs: dict[str, Path], tmp_path: Path) -> None:
+    pytest.importorskip("distributed")
+    serial = run_map(_req(inputs, tmp_path / "serial", std=True))
+    dist = run_map(_req(inputs, tmp_path / "dask", std=True, dask_workers=2))
+    assert dist["tiles"]["tiles_predicted"] == serial["tiles"]["tiles"]
+    for name in ("soc_mean.tif", "soc_p05.tif", "soc_p95.tif", "soc_std.tif"):
+        assert (tmp_path / "dask" / name).read_bytes() == (tmp_path / "serial" / name).read_bytes()

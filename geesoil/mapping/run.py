@@ -73,6 +73,8 @@ class MapRequest:
     yes: bool = False
     max_pixels: int = MAX_PIXELS
     progress: bool = True
+    dask_workers: int | None = None  # predict tiles on a local dask cluster of this many processes
+    scheduler: str | None = None  # or on this running dask scheduler (tcp://host:port)
 
 
 @dataclass
@@ -87,6 +89,7 @@ class MapPlan:
     model_id: str
     source: CovariateSource
     source_label: str
+    source_specs: tuple[str, ...]
     grid: Grid
     geom: Any  # the AOI in the grid's CRS
     aoa: AOAReference | None = None
@@ -160,6 +163,10 @@ def _file_id(path: Path) -> str:
 def _check_settings(req: MapRequest) -> None:
     if not 0 < req.alpha < 1:
         raise GeesoilError(f"--alpha must be between 0 and 1 (0.1 = a 90 % interval), got {req.alpha}")
+    if req.dask_workers is not None and req.dask_workers < 1:
+        raise GeesoilError(f"--dask-workers must be at least 1, got {req.dask_workers}")
+    if req.dask_workers and req.scheduler:
+        raise GeesoilError("give --dask-workers (a local cluster) or --scheduler (a running one), not both")
     if req.tile_size < 16:
         raise GeesoilError(f"--tile-size must be at least 16 pixels, got {req.tile_size}")
     if req.scale is not None and not (req.scale > 0 and math.isfinite(req.scale)):
@@ -249,6 +256,7 @@ def plan_map(req: MapRequest) -> MapPlan:
         model_id=_file_id(model_path),
         source=source,
         source_label=label,
+        source_specs=tuple(str(Path(x).resolve()) if Path(x).exists() else str(x) for x in specs),
         grid=grid,
         geom=aoi.to_crs(crs),
         notes=notes,
@@ -344,9 +352,26 @@ def run_tiles(plan: MapPlan, store: TileStore) -> dict[str, Any]:
     tiles = list(plan.tiles())
     todo = [t for t in tiles if not store.readable(t.key)]
     t0 = time.perf_counter()
-    for tile in tqdm(todo, desc="map tiles", unit="tile", disable=not plan.request.progress, leave=False):
-        arrays = predict_tile(plan.model, plan.source, tile.grid, plan.geom, settings, plan.aoa)
-        store.save(tile.key, arrays)
+    req = plan.request
+    if todo and (req.dask_workers or req.scheduler):
+        from geesoil.mapping.distributed import client_for, run_distributed
+
+        with client_for(req.dask_workers, req.scheduler) as client:
+            run_distributed(
+                client,
+                [(t.key, t.grid) for t in todo],
+                model_path=plan.model_path,
+                sources=plan.source_specs,
+                geom=plan.geom,
+                settings=settings,
+                aoa=plan.aoa,
+                store=store,
+                progress=req.progress,
+            )
+    else:
+        for tile in tqdm(todo, desc="map tiles", unit="tile", disable=not req.progress, leave=False):
+            arrays = predict_tile(plan.model, plan.source, tile.grid, plan.geom, settings, plan.aoa)
+            store.save(tile.key, arrays)
     return {
         "tiles": len(tiles),
         "tiles_predicted": len(todo),
