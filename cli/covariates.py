@@ -34,7 +34,9 @@ def covariates() -> None:
       geesoil covariates list
       geesoil covariates list --catalog coarse-global-v1
       geesoil covariates pack --starter -o starter_pack
+      geesoil covariates pack --aoi region.gpkg --covariates ee --scale 250 -o region_pack
       geesoil covariates extract --samples topsoil.parquet --covariates starter_pack -o train.parquet
+      geesoil covariates ee-check --ee-project my-project
     """
 
 
@@ -243,7 +245,8 @@ def _is_ee(spec: str) -> bool:
     "sources",
     metavar="SRC",
     multiple=True,
-    help="Source to export from (with --aoi): " + _SOURCE_HELP,
+    help="Source to export with --aoi: a pack folder, 'starter' or 'ee[:CATALOG]' (Earth Engine; default "
+    "catalog gsoilcpm). Repeat to combine (the first source wins on duplicate names).",
 )
 @click.option(
     "--scale", type=float, metavar="METRES", help="Pixel size in metres (converted to degrees for EPSG:4326)."
@@ -268,7 +271,7 @@ def _is_ee(spec: str) -> bool:
     type=click.IntRange(min=1),
     default=1024,
     show_default=True,
-    help="Pixels per read tile side.",
+    help="Side in pixels of the tiles read from the source at once (bounds memory).",
 )
 @click.option(
     "--overwrite", is_flag=True, help="Replace a different pack (or other content) in the output folder."

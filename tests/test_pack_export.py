@@ -120,6 +120,26 @@ def test_export_in_utm_matches_the_source_tile_by_tile(coarse_pack: Path, tmp_pa
     _check_pack(out, source, grid, _mosaic(source, grid, NAMES, 16))
 
 
+def test_large_outputs_get_overviews(coarse_pack: Path, tmp_path: Path) -> None:
+    source = LocalPackSource(coarse_pack)
+    grid = Grid.from_bounds((148.0, -36.0, 152.0, -32.0), "EPSG:4326", 1 / 150)  # 600 x 600
+    out = export_pack(source, grid, tmp_path / "p", names=["bio01", "koppen"], progress=False)
+    for name in ("bio01", "koppen"):
+        with rasterio.open(out / f"{name}.tif") as src:
+            assert src.overviews(1) == [2]
+            assert src.block_shapes[0] == (512, 512)
+        assert cog_validate(out / f"{name}.tif") == (True, [], [])
+    assert oct((out / "pack.json").stat().st_mode & 0o777) == oct(0o666 & ~_umask())
+
+
+def _umask() -> int:
+    import os
+
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def test_rerun_is_a_no_op_and_overwrite_redoes(coarse_pack: Path, tmp_path: Path) -> None:
     source = LocalPackSource(coarse_pack)
     grid = Grid.from_bounds(COAST, "EPSG:4326", 0.05)
@@ -156,14 +176,14 @@ def test_interrupted_export_leaves_no_partial_pack(coarse_pack: Path, tmp_path: 
     grid = Grid.from_bounds(COAST, "EPSG:4326", 0.05)
     failing = _Failing(source, n=5)
     with pytest.raises(KeyboardInterrupt):
-        export_pack(failing, grid, tmp_path / "new", names=NAMES, tile_size=8, progress=False)
-    assert failing.calls == 6  # it did fail mid-way (2 covariates of 4 tiles each, then one more tile)
+        export_pack(failing, grid, tmp_path / "new", names=NAMES, tile_size=4, progress=False)
+    assert failing.calls == 6  # it did fail mid-way: at the 6th of 16 tiles
     assert list(tmp_path.iterdir()) == []
     # an interrupted overwrite keeps the previous pack intact
     old = export_pack(source, grid, tmp_path / "old", names=["bio01"], progress=False)
     before = _mtimes(old)
     with pytest.raises(KeyboardInterrupt):
-        export_pack(_Failing(source, 5), grid, old, names=NAMES, tile_size=8, progress=False, overwrite=True)
+        export_pack(_Failing(source, 5), grid, old, names=NAMES, tile_size=4, progress=False, overwrite=True)
     assert _mtimes(old) == before and read_pack(old).by_name().keys() == {"bio01"}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["old"]
 
@@ -294,3 +314,26 @@ def test_open_for_export_sets_the_earth_engine_window_only_for_ee(coarse_pack: P
     assert (ee_part.start, ee_part.end) == ("2001-01-01", "2002-01-01")
     with pytest.raises(CovariateError, match="Earth Engine"):
         open_for_export([str(coarse_pack)], start="2001-01-01")
+
+
+def test_cli_extract_from_earth_engine_takes_the_ee_options(
+    ee_login, coarse_pack: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GEESOIL_CACHE_DIR", str(tmp_path / "cache"))
+    samples = tmp_path / "points.csv"
+    samples.write_text("profile_id,lon,lat,oc_gkg\nlondon,-0.12,51.5,20\nyakutsk,129.73,62.03,30\n")
+    out = tmp_path / "points.parquet"
+    args = ["extract", "--samples", str(samples), "--covariates", "ee:coarse-global-v1", "-o", str(out)]
+    code, err = _run(*args, "--ee-project", "test", "--ee-url", ee_login.url)
+    assert code == 0, err
+    table = pd.read_parquet(out).set_index("profile_id")
+    assert len(ee_login.calls_to("table:computeFeatures")) == 1
+    rasters = pack_rasters(coarse_pack)
+    with rasterio.open(rasters["bio01"]) as src:
+        want = [v[0] for v in src.sample([(-0.12, 51.5), (129.73, 62.03)])]
+    np.testing.assert_allclose(table["bio01"], want, rtol=1e-6)
+    # without a project (none in the environment, none from the fake login) the error says how to give one
+    monkeypatch.setattr("geesoil.ee.auth.find_login", lambda environ=None: fake_login(project=""))
+    monkeypatch.delenv("GEESOIL_EE_PROJECT", raising=False)
+    code, err = _run(*args[:-1], str(tmp_path / "again.parquet"), "--ee-url", ee_login.url)
+    assert code == 2 and "--ee-project" in err and err.count("\n") == 1

@@ -9,6 +9,7 @@ onto a complete pack does nothing.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -17,7 +18,7 @@ import math
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,8 @@ from geesoil.grid import Grid
 
 log = logging.getLogger(__name__)
 
+#: Internal tile size of every COG (the COG convention).
+BLOCK = 512
 #: Continuous covariates are written as float32 with NaN as nodata.
 FLOAT_DTYPE = "float32"
 #: Categorical covariates: uint8 with this nodata code when every class code fits in 0..254...
@@ -171,23 +174,100 @@ def _existing_key(out_dir: Path) -> str | None:
     return key if isinstance(key, str) else None
 
 
-def _tiles(
-    source: CovariateSource, spec: CovariateSpec, grid: Grid, tile_size: int, enc: BandEncoding, bar: Any
-) -> Iterator[tuple[tuple[slice, slice], np.ndarray]]:
-    for tile in grid.tiles(tile_size):
-        ds = source.read(tile.grid, [spec.name])
-        arr = ds[spec.name]
-        if set(arr.dims) == {"y", "x"}:
-            arr = arr.transpose("y", "x")
-        values = np.asarray(arr.values)
-        if values.shape != (tile.height, tile.width):
-            raise CovariateError(
-                f"covariate {spec.name!r}: the source returned a {values.shape} array for a "
-                f"{(tile.height, tile.width)} tile"
+def _tile_values(ds: Any, name: str, shape: tuple[int, int]) -> np.ndarray:
+    arr = ds[name]
+    if set(arr.dims) == {"y", "x"}:
+        arr = arr.transpose("y", "x")
+    values = np.asarray(arr.values)
+    if values.shape != shape:
+        raise CovariateError(
+            f"covariate {name!r}: the source returned a {values.shape} array for a {shape} tile"
+        )
+    return values
+
+
+def _write_raw(
+    source: CovariateSource,
+    specs: Sequence[CovariateSpec],
+    grid: Grid,
+    folder: Path,
+    tile_size: int,
+    progress: bool,
+) -> dict[str, Path]:
+    """One pass over the tiles: read every covariate of a tile at once, write each into its own tiled GTiff."""
+    import rasterio
+    from rasterio.windows import Window
+
+    paths = {s.name: folder / f"{s.name}.raw.tif" for s in specs}
+    encs = {s.name: encoding_for(s) for s in specs}
+    names = [s.name for s in specs]
+    tiles = list(grid.tiles(tile_size))
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(tiles), desc=f"export {len(specs)} covariates", unit="tile", leave=False)
+    with contextlib.ExitStack() as stack:
+        dsts = {}
+        for spec in specs:
+            enc = encs[spec.name]
+            dst = stack.enter_context(
+                rasterio.open(
+                    paths[spec.name],
+                    "w",
+                    driver="GTiff",
+                    height=grid.height,
+                    width=grid.width,
+                    count=1,
+                    dtype=enc.dtype,
+                    crs=grid.crs,
+                    transform=grid.affine,
+                    nodata=enc.nodata,
+                    tiled=True,
+                    blockxsize=BLOCK,
+                    blockysize=BLOCK,
+                    compress="deflate",
+                    BIGTIFF="IF_SAFER",
+                )
             )
-        yield tile.slices, encode(values, spec, enc)
+            dst.set_band_description(1, spec.name)
+            if spec.units:
+                dst.update_tags(1, units=spec.units)
+            tags = {f"CLASS_{k}": v for k, v in sorted((spec.classes or {}).items())}
+            dst.update_tags(covariate=spec.name, group=spec.group, kind=spec.kind, **tags)
+            dsts[spec.name] = dst
         if bar is not None:
-            bar.update(1)
+            stack.callback(bar.close)
+        for tile in tiles:
+            # One read per tile for all covariates: one Earth Engine session per tile, one band per request.
+            ds = source.read(tile.grid, names)
+            window = Window(tile.col, tile.row, tile.width, tile.height)
+            for spec in specs:
+                values = _tile_values(ds, spec.name, (tile.height, tile.width))
+                dsts[spec.name].write(encode(values, spec, encs[spec.name]), 1, window=window)
+            del ds
+            if bar is not None:
+                bar.update(1)
+    return paths
+
+
+def _to_cog(raw: Path, path: Path, nodata: float) -> None:
+    """Translate a tiled GTiff to a COG (deflate, 512 px blocks, internal overviews), tags and description kept."""
+    from rio_cogeo.cogeo import cog_translate
+    from rio_cogeo.profiles import cog_profiles
+
+    profile = cog_profiles.get("deflate")
+    profile.update(blockxsize=BLOCK, blockysize=BLOCK)
+    cog_translate(
+        raw,
+        path,
+        profile,
+        nodata=nodata,
+        add_mask=False,
+        forward_band_tags=True,
+        quiet=True,
+        in_memory=False,
+    )
 
 
 def export_pack(
@@ -210,8 +290,6 @@ def export_pack(
     request, nothing is done; a different pack (or other content) there is an error unless ``overwrite``.
     Returns ``out_dir``.
     """
-    from geesoil.mapping.cog import write_cog
-
     out_dir = Path(out_dir)
     if tile_size < 1:
         raise CovariateError(f"tile_size={tile_size}: give a positive number of pixels")
@@ -233,29 +311,13 @@ def export_pack(
 
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{out_dir.name}-", dir=out_dir.parent))
-    n_tiles = sum(1 for _ in grid.tiles(tile_size))
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=n_tiles * len(specs), desc=f"export {out_dir.name}", unit="tile", leave=False)
     try:
+        raws = _write_raw(source, specs, grid, tmp, tile_size, progress)
         written: list[CovariateSpec] = []
         for spec in specs:
-            enc = encoding_for(spec)
             file = f"{spec.name}.tif"
-            tags = {f"CLASS_{k}": v for k, v in sorted((spec.classes or {}).items())}
-            tags.update(covariate=spec.name, group=spec.group, kind=spec.kind)
-            write_cog(
-                tmp / file,
-                grid,
-                _tiles(source, spec, grid, tile_size, enc, bar),
-                dtype=enc.dtype,
-                nodata=enc.nodata,
-                description=spec.name,
-                tags=tags,
-                units=spec.units or None,
-            )
+            _to_cog(raws[spec.name], tmp / file, encoding_for(spec).nodata)
+            raws[spec.name].unlink()
             written.append(dataclasses.replace(spec, file=file, band=1))
         extra = {
             "request_key": key,
@@ -270,16 +332,18 @@ def export_pack(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    finally:
-        if bar is not None:
-            bar.close()
     log.info("wrote pack %s: %d covariates on a %d x %d grid", out_dir, len(written), grid.width, grid.height)
     return out_dir
 
 
 def _swap_into_place(tmp: Path, out_dir: Path) -> None:
     """Rename the finished ``tmp`` folder to ``out_dir``, replacing whatever is there."""
-    os.chmod(tmp, 0o755)  # mkdtemp makes it owner-only
+    # mkdtemp and mkstemp make owner-only entries; give the pack the permissions of an ordinary new folder.
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)
+    for f in tmp.iterdir():
+        os.chmod(f, 0o666 & ~umask)
     if not out_dir.exists():
         os.replace(tmp, out_dir)
         return
