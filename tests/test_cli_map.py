@@ -98,3 +98,33 @@ def test_missing_model_and_no_shipped_match_is_one_line(inputs: dict[str, Path],
     res = _run("--aoi", "149.6,-30.2,149.9,-30.1", "--covariates", inputs["pack"], "-o", tmp_path / "o")
     assert res.exit_code == 2
     assert "no --model given" in res.stderr and len(res.stderr.strip().splitlines()) == 1
+
+
+def test_aoi_outside_the_covariates_is_one_line(inputs: dict[str, Path], tmp_path: Path) -> None:
+    out = tmp_path / "o"
+    res = _run("--aoi", "10,45,11,46", "--model", inputs["model"], "--covariates", inputs["pack"], "-o", out)
+    assert res.exit_code == 2
+    assert (
+        "lies outside" in res.stderr
+        and "elev.tif" in res.stderr
+        and len(res.stderr.strip().splitlines()) == 1
+    )
+    assert not out.exists()
+
+
+def test_default_model_is_the_shipped_one_matching_the_covariates(
+    inputs: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shutil
+
+    import geesoil.mapping.run as run_mod
+
+    shipped = tmp_path / "models"
+    shipped.mkdir()
+    shutil.copy(inputs["model"], shipped / "synthetic-rf.geesoil")
+    monkeypatch.setattr(run_mod, "SHIPPED_MODELS", shipped)
+    out = tmp_path / "o"
+    res = _run("--aoi", "149.6,-30.2,149.9,-30.1", "--covariates", inputs["pack"], "--scale", "3000", "--quiet", "-o", out)  # fmt: skip
+    assert res.exit_code == 0, res.stderr
+    assert "synthetic-rf.geesoil (shipped)" in res.stderr
+    assert json.loads((out / "run.json").read_text())["inputs"]["model"].endswith("synthetic-rf.geesoil")

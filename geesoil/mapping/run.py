@@ -26,7 +26,7 @@ from pyproj import CRS, Geod
 
 from geesoil import __version__
 from geesoil.covariates.source import CovariateSource
-from geesoil.errors import GeesoilError, ModelError
+from geesoil.errors import CovariateError, GeesoilError, ModelError
 from geesoil.grid import Grid, Tile
 from geesoil.mapping.aoa import AOAReference, reference_for
 from geesoil.mapping.aoi import (
@@ -137,15 +137,19 @@ def _declared_covariates(meta: dict[str, Any]) -> list[str]:
     return [s["name"] for s in [*specs, *extra] if isinstance(s, dict) and "name" in s]
 
 
-def shipped_model_for(names: Sequence[str], folder: Path = SHIPPED_MODELS) -> Path | None:
+def shipped_model_for(names: Sequence[str], folder: Path | None = None) -> Path | None:
     """The first shipped model (sorted by name) whose covariates are all among ``names``."""
-    from geesoil.model.io import read_metadata
+    from geesoil.model.io import load_model, read_metadata
 
+    folder = SHIPPED_MODELS if folder is None else folder
     have = set(names)
     for path in sorted(folder.glob("*.geesoil")) if folder.is_dir() else []:
         try:
             need = _declared_covariates(read_metadata(path))
-        except GeesoilError:
+            if not need:  # a layout this reader does not know: ask the model itself
+                need = [s.name for s in load_model(path).covariates]
+        except GeesoilError as exc:
+            log.warning("skipping shipped model %s: %s", path.name, exc)
             continue
         if need and set(need) <= have:
             return path
@@ -206,6 +210,36 @@ def native_resolution_m(source: CovariateSource, names: Sequence[str], lat: floa
     return best
 
 
+def check_coverage(source: CovariateSource, names: Sequence[str], aoi: AOI) -> None:
+    """Refuse an AOI that lies wholly outside the raster of a covariate the model needs (local packs only)."""
+    from rasterio.warp import transform_bounds
+    from shapely.geometry import box
+
+    from geesoil.covariates.local import LocalPackSource
+
+    for src in getattr(source, "sources", [source]):
+        if not isinstance(src, LocalPackSource):
+            continue
+        own = {s.name: s for s in src.specs}
+        for name in names:
+            if name not in own:
+                continue
+            info = src.info(own[name])
+            h, w = info.height, info.width
+            x0, y0 = info.transform @ (0, 0)
+            x1, y1 = info.transform @ (w, h)
+            try:
+                wgs = transform_bounds(info.crs, WGS84, min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1))
+            except Exception:  # a CRS that cannot express WGS84 bounds: let the per-tile reads decide
+                continue
+            if not box(*wgs).intersects(aoi.geometry) and not info.wraps_lon:
+                raise CovariateError(
+                    f"the AOI ({aoi.source}) lies outside {info.path} (covariate {name!r}, covering lon "
+                    f"{wgs[0]:.3f}..{wgs[2]:.3f}, lat {wgs[1]:.3f}..{wgs[3]:.3f}); give --covariates covering it"
+                )
+            own.pop(name)
+
+
 def plan_map(req: MapRequest) -> MapPlan:
     """Validate the request and resolve AOI, model, source and grid; writes nothing."""
     from geesoil.covariates.open import STARTER, open_sources
@@ -238,6 +272,7 @@ def plan_map(req: MapRequest) -> MapPlan:
             f"{model_path}: the model needs covariates {label} does not provide: {', '.join(missing)}; "
             "give --covariates with a pack holding them"
         )
+    check_coverage(source, [s.name for s in model.covariates], aoi)
     crs = req.crs or default_crs(aoi)
     lat = aoi.geometry.centroid.y
     metres = (
@@ -306,7 +341,7 @@ def _fingerprint(plan: MapPlan) -> dict[str, Any]:
         "tile_size": req.tile_size,
         "model_id": plan.model_id,
         "covariates": list(plan.covariate_names),
-        "source": plan.source_label,
+        "source": list(plan.source_specs),
         "alpha": req.alpha,
         "std": req.std,
         "aoa": plan.aoa.threshold if plan.aoa is not None else None,
@@ -502,6 +537,12 @@ def execute(plan: MapPlan) -> dict[str, Any]:
     tiles_info = run_tiles(plan, store)
     t1 = time.perf_counter()
     stats = assemble(plan, store)
+    if stats["pixels"]["valid"] == 0:
+        log.warning(
+            "no pixel of the AOI has every covariate (%s): the maps are all nodata; check that the covariates "
+            "cover the AOI",
+            plan.source_label,
+        )
     t2 = time.perf_counter()
     write_quicklook(out / "soc_mean.tif", out / "quicklook.png", plan.geom, title="SOC mean")
     t3 = time.perf_counter()
