@@ -273,9 +273,7 @@ def _is_ee(spec: str) -> bool:
     show_default=True,
     help="Side in pixels of the tiles read from the source at once (bounds memory).",
 )
-@click.option(
-    "--overwrite", is_flag=True, help="Replace a different pack (or other content) in the output folder."
-)
+@click.option("--overwrite", is_flag=True, help="Replace a different pack in the output folder.")
 @click.option("--yes", is_flag=True, help="Export even a grid with more pixels than the safety limit.")
 @ee_options
 def pack_cmd(

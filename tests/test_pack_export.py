@@ -155,6 +155,15 @@ def test_rerun_is_a_no_op_and_overwrite_redoes(coarse_pack: Path, tmp_path: Path
     assert [s.name for s in read_pack(out).covariates] == ["bio01"]
     assert not (out / "koppen.tif").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["p"]
+    # a folder of other files is never replaced, overwrite or not
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "todo.txt").write_text("keep me")
+    for overwrite in (False, True):
+        with pytest.raises(CovariateError, match="notes"):
+            export_pack(
+                source, grid, tmp_path / "notes", names=["bio01"], progress=False, overwrite=overwrite
+            )
+    assert [p.name for p in (tmp_path / "notes").iterdir()] == ["todo.txt"]
 
 
 class _Failing:

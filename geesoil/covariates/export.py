@@ -1,7 +1,8 @@
 """Export covariates from any source onto a pixel grid as a local pack: one COG per covariate plus ``pack.json``.
 
-The source is read tile by tile (one covariate and one tile in memory at a time), so an Earth Engine export of a
-large AOI streams through ``computePixels`` chunks. The pack is assembled in a hidden temporary folder beside the
+The source is read tile by tile (one tile of every covariate in memory at a time), each tile written into one
+tiled GeoTIFF per covariate, which is then translated to a COG; an Earth Engine export of a large AOI streams through
+``computePixels`` chunks. The pack is assembled in a hidden temporary folder beside the
 output and renamed into place, so a reader never sees a half-written pack and an interrupted export leaves nothing.
 The request (grid, covariates, source provenance) is hashed into ``pack.json``; exporting the same request again
 onto a complete pack does nothing.
@@ -16,6 +17,7 @@ import json
 import logging
 import math
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Sequence
@@ -26,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from geesoil.covariates.catalog import spec_to_dict
-from geesoil.covariates.pack import read_pack, write_pack_manifest
+from geesoil.covariates.pack import MANIFEST, read_pack, write_pack_manifest
 from geesoil.covariates.source import CovariateSource
 from geesoil.covariates.spec import CovariateSpec
 from geesoil.errors import CovariateError, GeesoilError
@@ -149,6 +151,11 @@ def request_key(
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
+def _file_name(name: str) -> str:
+    """``<name>.tif`` with characters that are unsafe in file names replaced by ``_``."""
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", name) + ".tif"
+
+
 def _select(source: CovariateSource, names: Sequence[str] | None) -> list[CovariateSpec]:
     by_name = {s.name: s for s in source.specs}
     if names is None:
@@ -198,7 +205,7 @@ def _write_raw(
     import rasterio
     from rasterio.windows import Window
 
-    paths = {s.name: folder / f"{s.name}.raw.tif" for s in specs}
+    paths = {s.name: folder / f".{_file_name(s.name)}.raw" for s in specs}
     encs = {s.name: encoding_for(s) for s in specs}
     names = [s.name for s in specs]
     tiles = list(grid.tiles(tile_size))
@@ -287,7 +294,8 @@ def export_pack(
     One COG per covariate (``<name>.tif``; float32/NaN for continuous, uint8 or int16 with a nodata code and
     ``CLASS_<code>`` tags for categorical) plus ``pack.json`` with each covariate's metadata and the provenance.
     Atomic: the pack appears complete or not at all. Idempotent: if ``out_dir`` already holds the pack of the same
-    request, nothing is done; a different pack (or other content) there is an error unless ``overwrite``.
+    request, nothing is done; a different pack there is an error unless ``overwrite``, and a non-empty folder
+    without ``pack.json`` is never replaced.
     Returns ``out_dir``.
     """
     out_dir = Path(out_dir)
@@ -296,17 +304,26 @@ def export_pack(
     specs = _select(source, names)
     sources = provenance(source)
     key = request_key(specs, grid, sources, name, description)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise CovariateError(f"{out_dir} exists and is not a folder; choose another output folder")
+    if overwrite and out_dir.exists() and any(out_dir.iterdir()) and not (out_dir / MANIFEST).is_file():
+        raise CovariateError(
+            f"{out_dir} is not a covariate pack (no {MANIFEST}) and not empty; refusing to replace it, "
+            "choose another output folder"
+        )
     if out_dir.exists() and not overwrite:
-        if not out_dir.is_dir():
-            raise CovariateError(f"{out_dir} exists and is not a folder; choose another output folder")
         found = _existing_key(out_dir)
         if found == key:
             log.info("%s already holds this pack; nothing to do", out_dir)
             return out_dir
-        if found is not None or any(out_dir.iterdir()):
+        if (out_dir / MANIFEST).is_file():
             raise CovariateError(
-                f"{out_dir} already holds {'another pack' if found else 'other files'}; "
-                "choose another output folder or pass --overwrite (overwrite=True) to replace it"
+                f"{out_dir} already holds another covariate pack; choose another output folder or pass "
+                "--overwrite (overwrite=True) to replace it"
+            )
+        if any(out_dir.iterdir()):
+            raise CovariateError(
+                f"{out_dir} is not empty and not a covariate pack; choose another output folder"
             )
 
     out_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -315,7 +332,7 @@ def export_pack(
         raws = _write_raw(source, specs, grid, tmp, tile_size, progress)
         written: list[CovariateSpec] = []
         for spec in specs:
-            file = f"{spec.name}.tif"
+            file = _file_name(spec.name)
             _to_cog(raws[spec.name], tmp / file, encoding_for(spec).nodata)
             raws[spec.name].unlink()
             written.append(dataclasses.replace(spec, file=file, band=1))
