@@ -423,6 +423,10 @@ class FineTunedGP(_Transfer):
         from sklearn.exceptions import ConvergenceWarning
         from sklearn.gaussian_process import GaussianProcessRegressor
 
+        if not {"lon", "lat"} <= set(X.columns) or X[["lon", "lat"]].isna().to_numpy().any():
+            raise ModelError(
+                "strategy 'finetuned-gp' needs lon/lat for every sample (the GP works on coordinates)"
+            )
         lon, lat = X["lon"].to_numpy(float), X["lat"].to_numpy(float)
         self.gp_center_ = (float(np.mean(lon)), float(np.mean(lat)))
         xy = np.column_stack(_local_projection(*self.gp_center_).transform(lon, lat))[rows]

@@ -80,9 +80,10 @@ def default_groups(X: pd.DataFrame, groups: Sequence | np.ndarray | None = None)
         g = pd.Series(np.asarray(groups))
     elif "lon" in X.columns and "lat" in X.columns:
         r = GROUP_ROUNDING_DEG
-        lon = np.round(pd.to_numeric(X["lon"], errors="coerce").to_numpy(float) / r).astype("float64")
-        lat = np.round(pd.to_numeric(X["lat"], errors="coerce").to_numpy(float) / r).astype("float64")
-        g = pd.Series([f"{a}:{b}" for a, b in zip(lon, lat, strict=True)])
+        lon = np.round(pd.to_numeric(X["lon"], errors="coerce").to_numpy(float) / r)
+        lat = np.round(pd.to_numeric(X["lat"], errors="coerce").to_numpy(float) / r)
+        keys = [f"{a}:{b}" for a, b in zip(lon, lat, strict=True)]
+        g = pd.Series([k if "nan" not in k else f"row{i}" for i, k in enumerate(keys)])
     elif "profile_id" in X.columns:
         g = X["profile_id"].astype(str).reset_index(drop=True)
     else:
