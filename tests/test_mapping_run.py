@@ -208,3 +208,45 @@ def test_local_dask_cluster_gives_identical_cogs(inputs: dict[str, Path], tmp_pa
     assert dist["tiles"]["tiles_predicted"] == serial["tiles"]["tiles"]
     for name in ("soc_mean.tif", "soc_p05.tif", "soc_p95.tif", "soc_std.tif"):
         assert (tmp_path / "dask" / name).read_bytes() == (tmp_path / "serial" / name).read_bytes()
+
+
+def test_edgeroi_real_pack_and_profiles(edgeroi_pack: Path, soil_dir: Path, tmp_path: Path) -> None:
+    """The shipped Edgeroi AOI mapped with the regional pack and a forest trained on the real 0–30 cm profiles."""
+    import pandas as pd
+
+    from geesoil.baselines import RandomForestSoil
+    from geesoil.covariates.local import LocalPackSource
+    from geesoil.model.io import save_model
+
+    source = LocalPackSource(edgeroi_pack)
+    soil = pd.read_parquet(soil_dir / "edgeroi.parquet")
+    top = soil[(soil["top_cm"] >= 0) & (soil["top_cm"] < 30)]
+    prof = top.groupby("profile_id").agg(lon=("lon", "first"), lat=("lat", "first"), oc=("oc_gkg", "mean"))
+    prof = prof.reset_index(drop=True)
+    X = pd.concat([prof[["lon", "lat"]], source.sample(prof[["lon", "lat"]])], axis=1)
+    ok = X.notna().all(axis=1)
+    model = RandomForestSoil(source.specs, n_estimators=30, random_state=0, n_jobs=1)
+    model.fit(X[ok], prof["oc"].to_numpy()[ok])
+    model_path = save_model(model, tmp_path / "edgeroi-rf.geesoil")
+    aoi = Path(__file__).resolve().parents[1] / "assets" / "aois" / "edgeroi.geojson"
+    out = tmp_path / "map"
+    doc = run_map(
+        MapRequest(
+            aoi=str(aoi),
+            out=out,
+            model=model_path,
+            covariates=(str(edgeroi_pack),),
+            scale=500.0,
+            progress=False,
+        )
+    )
+    assert doc["grid"]["crs"] == "EPSG:32755"
+    # the AOI (0.5° × 0.3° at 30°S, about 1600 km²) is mostly covered by the pack
+    assert doc["summary"]["aoi_area_km2"] == pytest.approx(
+        0.5 * 0.3 * 111.32**2 * np.cos(np.radians(30.15)), rel=0.02
+    )
+    assert doc["summary"]["mapped_area_km2"] > 0.8 * doc["summary"]["aoi_area_km2"]
+    # the map's mean stays within the range of the profile means it was trained on, near their median
+    assert prof["oc"].min() < doc["summary"]["mean_soc_gkg"] < prof["oc"].max()
+    assert doc["summary"]["mean_soc_gkg"] == pytest.approx(prof["oc"].median(), rel=0.5)
+    assert cog_validate(out / "soc_mean.tif", quiet=True)[0]

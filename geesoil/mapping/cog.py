@@ -32,8 +32,12 @@ def write_cog(
     description: str,
     tags: Mapping[str, str] | None = None,
     units: str | None = None,
+    overview_resampling: str = "average",
 ) -> Path:
-    """Write the tiles (``(row slice, col slice), array``) of one band covering ``grid`` as a COG at ``path``."""
+    """Write the tiles (``(row slice, col slice), array``) of one band covering ``grid`` as a COG at ``path``.
+
+    Overviews average continuous values (nodata excluded); pass ``overview_resampling="mode"`` for classes.
+    """
     from rio_cogeo.cogeo import cog_translate
     from rio_cogeo.profiles import cog_profiles
 
@@ -74,6 +78,7 @@ def write_cog(
             nodata=nodata,
             add_mask=False,
             forward_band_tags=True,
+            overview_resampling=overview_resampling,
             additional_cog_metadata=str_tags,
             quiet=True,
             in_memory=False,

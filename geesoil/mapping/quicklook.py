@@ -48,6 +48,13 @@ def write_quicklook(
             for ring in [p.exterior, *p.interiors]:
                 xs, ys = ring.xy
                 ax.plot(np.asarray(xs) / k, np.asarray(ys) / k, color="black", lw=0.8)
+    xs0, ys0, xs1, ys1 = left, bottom, right, top
+    if geom is not None and not geom.is_empty:
+        gx0, gy0, gx1, gy1 = geom.bounds
+        xs0, ys0, xs1, ys1 = min(xs0, gx0), min(ys0, gy0), max(xs1, gx1), max(ys1, gy1)
+    pad = 0.03 * max(xs1 - xs0, ys1 - ys0)
+    ax.set_xlim((xs0 - pad) / k, (xs1 + pad) / k)
+    ax.set_ylim((ys0 - pad) / k, (ys1 + pad) / k)
     ax.set_xlabel(f"x ({unit})" if not geographic else "longitude (°)")
     ax.set_ylabel(f"y ({unit})" if not geographic else "latitude (°)")
     ax.set_title(title)

@@ -479,6 +479,7 @@ def assemble(plan: MapPlan, store: TileStore) -> dict[str, Any]:
             description=desc,
             tags=_tags(plan, "aoa" if is_aoa else f"soc_{key}"),
             units=None if is_aoa else UNITS,
+            overview_resampling="mode" if is_aoa else "average",
         )
     return _summary(plan, store, tiles)
 
