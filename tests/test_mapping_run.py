@@ -250,3 +250,44 @@ def test_edgeroi_real_pack_and_profiles(edgeroi_pack: Path, soil_dir: Path, tmp_
     assert prof["oc"].min() < doc["summary"]["mean_soc_gkg"] < prof["oc"].max()
     assert doc["summary"]["mean_soc_gkg"] == pytest.approx(prof["oc"].median(), rel=0.5)
     assert cog_validate(out / "soc_mean.tif", quiet=True)[0]
+
+
+def test_interrupted_run_resumes_with_the_missing_tiles_only(
+    inputs: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import geesoil.mapping.run as run_mod
+
+    real = run_mod.predict_tile
+    calls = {"n": 0}
+
+    def dying(*args: object, **kw: object) -> object:
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise KeyboardInterrupt  # as if the user pressed Ctrl-C during the fourth tile
+        return real(*args, **kw)
+
+    monkeypatch.setattr(run_mod, "predict_tile", dying)
+    out = tmp_path / "killed"
+    with pytest.raises(KeyboardInterrupt):
+        run_map(_req(inputs, out))
+    assert len(list((out / TILES_DIR).glob("*.npz"))) == 3
+    assert not (out / "soc_mean.tif").exists()
+    monkeypatch.setattr(run_mod, "predict_tile", real)
+    doc = run_map(_req(inputs, out))
+    assert doc["tiles"]["tiles_reused"] == 3
+    assert doc["tiles"]["tiles_predicted"] == doc["tiles"]["tiles"] - 3
+
+
+def test_aoa_samples_with_only_coordinates_get_their_covariates_sampled(
+    inputs: dict[str, Path], tmp_path: Path
+) -> None:
+    import pandas as pd
+
+    full = pd.read_csv(inputs["samples"])
+    coords = tmp_path / "coords.csv"
+    full[["lon", "lat", "oc_gkg"]].to_csv(coords, index=False)
+    a = plan_map(_req(inputs, tmp_path / "a", aoa=True, samples=inputs["samples"]))
+    b = plan_map(_req(inputs, tmp_path / "b", aoa=True, samples=coords))
+    assert a.aoa is not None and b.aoa is not None
+    assert b.aoa.threshold == pytest.approx(a.aoa.threshold)
+    assert b.aoa.train.shape == a.aoa.train.shape
