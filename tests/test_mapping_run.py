@@ -72,7 +72,7 @@ def _read(path: Path) -> tuple[np.ndarray, dict]:
 
 def test_outputs_are_valid_cogs_with_nodata_and_tags(mapped: tuple[Path, dict]) -> None:
     out, doc = mapped
-    names = ["soc_mean.tif", "soc_p05.tif", "soc_p95.tif", "soc_std.tif", "aoa.tif"]
+    names = ["soc_mean.tif", "soc_p05.tif", "soc_p95.tif", "soc_std.tif", "aoa.tif", "aoa_di.tif"]
     for name in names:
         valid, errors, _warnings = cog_validate(out / name, quiet=True)
         assert valid, (name, errors)
@@ -148,6 +148,12 @@ def test_aoa_marks_far_out_covariates_as_outside(mapped: tuple[Path, dict]) -> N
     rest = (aoa != 255) & ~((lon > FAR_BLOCK[0] - 0.01) & (lat > FAR_BLOCK[1] - 0.01))
     assert aoa[rest].mean() > 0.9
     assert doc["aoa"]["from"] == "samples"
+    di, dinfo = _read(out / "aoa_di.tif")
+    v = aoa != 255
+    thr = float(dinfo["tags"]["aoa_threshold"])
+    assert thr == pytest.approx(doc["aoa"]["threshold"], rel=1e-5)
+    assert ((di[v] <= thr) == (aoa[v] == 1)).all()
+    assert (di[~v] == dinfo["nodata"]).all()
 
 
 def test_rerun_redoes_only_a_deleted_tile_and_gives_identical_cogs(

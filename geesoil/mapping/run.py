@@ -115,6 +115,7 @@ class MapPlan:
             out["std"] = "soc_std.tif"
         if self.aoa is not None:
             out["aoa"] = "aoa.tif"
+            out["di"] = "aoa_di.tif"
         return out
 
 
@@ -167,6 +168,8 @@ def _file_id(path: Path) -> str:
 def _check_settings(req: MapRequest) -> None:
     if not 0 < req.alpha < 1:
         raise GeesoilError(f"--alpha must be between 0 and 1 (0.1 = a 90 % interval), got {req.alpha}")
+    if req.samples is not None and not req.aoa:
+        raise GeesoilError("--samples is only used with --aoa; add --aoa or drop --samples")
     if req.dask_workers is not None and req.dask_workers < 1:
         raise GeesoilError(f"--dask-workers must be at least 1, got {req.dask_workers}")
     if req.dask_workers and req.scheduler:
@@ -182,7 +185,7 @@ def _check_settings(req: MapRequest) -> None:
             raise GeesoilError(f"--crs {req.crs!r} is not a CRS pyproj knows; give e.g. EPSG:32755") from None
 
 
-def native_resolution_m(source: CovariateSource, names: Sequence[str], lat: float) -> float:
+def native_resolution_m(source: CovariateSource, names: Sequence[str]) -> float:
     """The finest resolution (metres) of the rasters holding ``names``; degrees count ``M_PER_DEG`` per degree."""
     from geesoil.covariates.local import LocalPackSource
 
@@ -274,11 +277,10 @@ def plan_map(req: MapRequest) -> MapPlan:
         )
     check_coverage(source, [s.name for s in model.covariates], aoi)
     crs = req.crs or default_crs(aoi)
-    lat = aoi.geometry.centroid.y
     metres = (
         req.scale
         if req.scale is not None
-        else native_resolution_m(source, [s.name for s in model.covariates], lat)
+        else native_resolution_m(source, [s.name for s in model.covariates])
     )
     grid = aoi_grid(aoi, crs, resolution_in(metres, crs))
     check_size(grid, yes=req.yes, max_pixels=req.max_pixels)
@@ -299,8 +301,6 @@ def plan_map(req: MapRequest) -> MapPlan:
     if req.aoa:
         samples = read_training_samples(req.samples, source, plan.covariate_names) if req.samples else None
         plan.aoa, plan.aoa_from = reference_for(model, meta, samples)
-    elif req.samples is not None:
-        raise GeesoilError("--samples is only used with --aoa; add --aoa or drop --samples")
     return plan
 
 
@@ -430,9 +430,10 @@ def _row_areas_km2(grid: Grid) -> np.ndarray:
 
 def _tags(plan: MapPlan, quantity: str) -> dict[str, str]:
     meta = plan.model_meta
-    return {
-        "quantity": quantity,
-        "units": UNITS if quantity != "aoa" else "1 = inside the area of applicability",
+    units = {"aoa": "1 = inside the area of applicability", "soc_di": "dimensionless"}.get(quantity, UNITS)
+    tags = {
+        "quantity": quantity if quantity != "soc_di" else "aoa_di",
+        "units": units,
         "model_kind": str(meta.get("kind", "")),
         "model_id": plan.model_id,
         "model_file": plan.model_path.name,
@@ -440,12 +441,16 @@ def _tags(plan: MapPlan, quantity: str) -> dict[str, str]:
         "alpha": f"{plan.request.alpha:g}",
         "geesoil_version": __version__,
     }
+    if plan.aoa is not None and quantity in ("aoa", "soc_di"):
+        tags["aoa_threshold"] = repr(plan.aoa.threshold)
+    return tags
 
 
 _DESCRIPTIONS = {
     "mean": "SOC mean (g/kg)",
     "std": "SOC predictive standard deviation (g/kg)",
     "aoa": "area of applicability (1 inside, 0 outside)",
+    "di": "dissimilarity index to the training data (AOA inside where <= aoa_threshold)",
 }
 
 
@@ -478,7 +483,7 @@ def assemble(plan: MapPlan, store: TileStore) -> dict[str, Any]:
             nodata=AOA_NODATA if is_aoa else NODATA,
             description=desc,
             tags=_tags(plan, "aoa" if is_aoa else f"soc_{key}"),
-            units=None if is_aoa else UNITS,
+            units=None if key in ("aoa", "di") else UNITS,
             overview_resampling="mode" if is_aoa else "average",
         )
     return _summary(plan, store, tiles)
