@@ -128,3 +128,20 @@ def test_default_model_is_the_shipped_one_matching_the_covariates(
     assert res.exit_code == 0, res.stderr
     assert "synthetic-rf.geesoil (shipped)" in res.stderr
     assert json.loads((out / "run.json").read_text())["inputs"]["model"].endswith("synthetic-rf.geesoil")
+
+
+def test_default_covariates_are_the_starter_pack_and_stderr_says_so(
+    inputs: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import geesoil.covariates.open as open_mod
+
+    # stand-in for the starter pack (the real one is built from PyPI wheels on first use)
+    monkeypatch.setattr(open_mod, "starter_pack_dir", lambda force=False: inputs["pack"])
+    out = tmp_path / "o"
+    res = _run("--aoi", "149.6,-30.2,149.9,-30.1", "--model", inputs["model"], "--scale", "3000", "--quiet", "-o", out)  # fmt: skip
+    assert res.exit_code == 0, res.stderr
+    assert "covariates: starter (default)" in res.stderr
+    import rasterio
+
+    with rasterio.open(out / "soc_mean.tif") as src:
+        assert src.tags()["covariate_source"] == "starter (default)"

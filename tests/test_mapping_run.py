@@ -297,3 +297,15 @@ def test_aoa_samples_with_only_coordinates_get_their_covariates_sampled(
     assert a.aoa is not None and b.aoa is not None
     assert b.aoa.threshold == pytest.approx(a.aoa.threshold)
     assert b.aoa.train.shape == a.aoa.train.shape
+
+
+def test_geographic_output_areas_follow_the_sphere(inputs: dict[str, Path], tmp_path: Path) -> None:
+    bbox = "149.55,-30.25,149.95,-30.05"  # away from the far-out block; the rain hole is inside
+    doc = run_map(_req(inputs, tmp_path / "geo", aoi=bbox, crs="EPSG:4326", scale=1113.2))
+    assert doc["grid"]["crs"] == "EPSG:4326" and doc["grid"]["resolution"] == pytest.approx(0.01)
+    # 0.4° × 0.2° at 30.15°S: 111.2² km² per square degree on the 6371 km sphere, times cos(lat)
+    expected = 0.4 * 0.2 * (6371.0088 * np.pi / 180) ** 2 * np.cos(np.radians(30.15))
+    assert doc["summary"]["aoi_area_km2"] == pytest.approx(expected, rel=0.01)
+    hole_km2 = 9 * (6371.0088 * np.pi / 180 * 0.01) ** 2 * np.cos(np.radians(30.15))
+    assert doc["summary"]["mapped_area_km2"] == pytest.approx(expected - hole_km2, rel=0.01)
+    assert doc["pixels"]["missing_covariates"] == 9
