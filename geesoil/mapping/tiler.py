@@ -149,7 +149,7 @@ class TileStore:
         fd, tmp = tempfile.mkstemp(prefix=f".{key}-", suffix=".tmp", dir=self.root)
         try:
             with os.fdopen(fd, "wb") as f:
-                np.savez(f, **arrays)
+                np.savez_compressed(f, **arrays)
             os.replace(tmp, self.path(key))
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
