@@ -36,6 +36,7 @@ from geesoil.model.network import (
 from geesoil.model.train import (
     TrainConfig,
     default_groups,
+    evaluate_loss,
     member_splits,
     select_device,
     to_tensors,
@@ -173,10 +174,15 @@ class _Transfer(NetEnsemble):
             self.nets_, results = [], []
             for m, (tr, va) in enumerate(splits):
                 net = self._member_net(m).to(dev)
+                val = to_tensors(data.cont[va], data.cat[va], z[va], dev)
+                start = (
+                    {k: v.detach().cpu().clone() for k, v in net.state_dict().items()},
+                    evaluate_loss(net, val),
+                )
                 res = train_net(
                     net,
                     to_tensors(data.cont[tr], data.cat[tr], z[tr], dev),
-                    to_tensors(data.cont[va], data.cat[va], z[va], dev),
+                    val,
                     cfg,
                     seed=seeds[m],
                     progress=self.progress,
@@ -186,9 +192,11 @@ class _Transfer(NetEnsemble):
                     keep_snapshots=True,
                 )
                 self.nets_.append(net.cpu())
+                res.snapshots.insert(0, start[0])  # "0 epochs": keep the pretrained weights
+                res.history.insert(0, (float("nan"), start[1]))
                 results.append(res)
-            # one epoch for all members, chosen on the pooled out-of-fold loss of all regional samples: a
-            # per-member choice on 4-100 validation samples is mostly noise
+            # one number of epochs for all members (0 = keep the pretrained weights), chosen on the pooled
+            # out-of-fold loss of all regional samples: a per-member choice on 4-100 samples is mostly noise
             n_val = np.array([va.size for _, va in splits], dtype=float)
             length = min(len(r.history) for r in results)
             curves = np.array([[h[1] for h in r.history[:length]] for r in results])
@@ -200,7 +208,7 @@ class _Transfer(NetEnsemble):
                 self.members_.append(
                     {
                         **res.to_dict(),
-                        "best_epoch": best,
+                        "epochs_kept": best,
                         "best_val_loss": float(res.history[best][1]),
                         "n_train": int(tr.size),
                         "n_val": int(va.size),
@@ -209,7 +217,7 @@ class _Transfer(NetEnsemble):
             if self.extra_encoder_ is not None:
                 self.arch_["layout"] = list(self.nets_[0].layout)
             rows, resid, spread = self._calibrate(data, t, splits)
-            self.metrics_["selected_epoch"] = best
+            self.metrics_["epochs_kept"] = best
         else:
             self.nets_ = [copy.deepcopy(net).eval() for net in pre.nets_]
             rows, resid, spread = self._calibrate_unseen(data, t)
