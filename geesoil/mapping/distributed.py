@@ -8,7 +8,7 @@ a local cluster). Tiles are pure functions of their inputs, so the COGs equal th
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
@@ -49,7 +49,7 @@ def tile_job(
 
 
 @contextmanager
-def client_for(workers: int | None = None, scheduler: str | None = None):  # type: ignore[no-untyped-def]
+def client_for(workers: int | None = None, scheduler: str | None = None) -> Iterator[Any]:
     """A ``distributed.Client``: on a new local cluster of ``workers`` processes, or connected to ``scheduler``."""
     try:
         from distributed import Client, LocalCluster
