@@ -201,9 +201,13 @@ def _encode(
 def _site_folds(X: pd.DataFrame, n_folds: int, random_state: int) -> np.ndarray:
     """Random folds of sites (lon/lat rounded to :data:`SITE_ROUND_DEG`); rows without lon/lat are their own site."""
     if "lon" in X.columns and "lat" in X.columns:
-        key = (X["lon"].to_numpy(float) / SITE_ROUND_DEG).round().astype(np.int64) * 100_000_000 + (
-            X["lat"].to_numpy(float) / SITE_ROUND_DEG
-        ).round().astype(np.int64)
+        lon = pd.to_numeric(X["lon"], errors="coerce").to_numpy(float)
+        lat = pd.to_numeric(X["lat"], errors="coerce").to_numpy(float)
+        ok = np.isfinite(lon) & np.isfinite(lat)
+        ilon = np.round(np.where(ok, lon, 0.0) / SITE_ROUND_DEG).astype(np.int64)
+        ilat = np.round(np.where(ok, lat, 0.0) / SITE_ROUND_DEG).astype(np.int64)
+        # rows without coordinates are sites of their own
+        key = np.where(ok, ilon * 100_000_000 + ilat, -1 - np.arange(len(X)))
         _, site = np.unique(key, return_inverse=True)
     else:
         site = np.arange(len(X))
