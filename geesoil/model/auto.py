@@ -49,7 +49,8 @@ def transfer_strategies(pretrained: Any | None, regional_covariates: Sequence[An
         if exc.name != "geesoil.model.finetune":
             raise
         return []
-    names = [n for n in STRATEGIES if n != "auto"]
+    # "scratch" ignores the pretrained weights: a regional baseline like the forests, but far costlier on CPU
+    names = [n for n in STRATEGIES if n not in ("auto", "scratch")]
     if not regional_covariates:  # a regional branch needs region-only covariates
         names = [n for n in names if n != "regional-branch"]
     return names
@@ -187,15 +188,18 @@ class AutoModel:
         oof: dict[str, np.ndarray] = {}
         oof_bounds: dict[str, dict[float, tuple[np.ndarray, np.ndarray]]] = {}
         skipped: dict[str, str] = {}
+        # out-of-fold intervals are only needed to calibrate a blend
+        blendable = self.stack and any(n in FORESTS for n in names) and any(n not in FORESTS for n in names)
+        alphas = CALIBRATED_ALPHAS if blendable else ()
         for name in names:
             pred = np.full(y.size, np.nan)
-            bounds = {a: (np.full(y.size, np.nan), np.full(y.size, np.nan)) for a in CALIBRATED_ALPHAS}
+            bounds = {a: (np.full(y.size, np.nan), np.full(y.size, np.nan)) for a in alphas}
             try:
                 for f in folds:
                     m = self._make(name, selection=True).fit(X.iloc[f.train], y[f.train])
                     Xte = X.iloc[f.test]
                     pred[f.test] = m.predict(Xte)
-                    for a in CALIBRATED_ALPHAS:
+                    for a in alphas:
                         lo, hi = m.predict_interval(Xte, alpha=a)
                         bounds[a][0][f.test], bounds[a][1][f.test] = lo, hi
             except GeesoilError as exc:  # e.g. too few samples in an inner fold for a strategy
