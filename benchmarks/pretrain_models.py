@@ -276,7 +276,7 @@ def write_card(path: Path, info: dict[str, Any]) -> Path:
         f"- Sources: WISE, ISIS and AfSP horizons harmonised to 0-30 cm (equal-area spline), pooled with spatial "
         f"de-duplication (WISE first; locations rounded to 0.001°). Samples per source after de-duplication and "
         f"hold-out: {', '.join(f'{k} {v}' for k, v in ts.get('sources', {}).items())}.",
-        f"- n = {ts['n']} samples at {ts['n_sites']} validation groups; bbox (lon/lat) "
+        f"- n = {ts['n']} samples in {ts['n_sites']} non-empty {VALIDATION_BLOCK_KM:g} km blocks; bbox (lon/lat) "
         f"{', '.join(f'{v:.1f}' for v in ts['bbox'])}.",
         f"- Target: `{m['target']['transform']}` of SOC, standardised (mean {m['target']['mean']:.3f}, "
         f"sd {m['target']['std']:.3f}); predictions back-transformed with Duan smearing "
@@ -326,7 +326,8 @@ def write_card(path: Path, info: dict[str, Any]) -> Path:
         "",
         f"- Command: `{cmd}`",
         f"- Ensemble: {info['members']} members, ≤ {info['epochs']} epochs, seed {info['seed']}; trained in "
-        f"{info['seconds']:.0f} s on {info['machine']}, {info['date']}; geesoil {doc['geesoil_version']}.",
+        f"{info['seconds']:.0f} s on {info['machine']} (shared with other jobs, under `nice`), {info['date']}; "
+        f"geesoil {doc['geesoil_version']}.",
         f"- File size: {info['size_bytes'] / 1e6:.2f} MB.",
         "",
     ]

@@ -1,0 +1,510 @@
+"""The transfer experiment on real data: learning curves of every strategy in regions held out of pretraining.
+
+Usage: ``python benchmarks/transfer_experiment.py [--quick] [--settings a,b] [--folds K] [--repeats R] ...``;
+``--render-only`` rebuilds ``docs/results.md`` from ``benchmarks/results/transfer.json`` without training.
+
+Settings (region × covariates): Edgeroi with the coarse global pack, Edgeroi with the coarse pack plus the Edgeroi
+regional pack (region-only covariates: ``regional-branch`` and the forests use them), Malawi and Niger (coarse pack).
+The pretrained model is ``assets/models/global-coarse-v1.geesoil`` (see ``benchmarks/pretrain_models.py``, which held
+these regions and a 50 km buffer around them out of pretraining). Each setting runs :func:`geesoil.evaluate.evaluate`:
+outer spatial-block k-fold CV (block size per region), training-set sizes drawn at random from the training fold
+(``repeats`` draws per size), every method fitted on the draw and scored on the test fold only. Hyperparameters are
+fixed here in advance; nothing is selected on test folds (``auto`` selects by nested CV inside the training draw).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import logging
+import math
+import os
+import platform
+import shlex
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from pretrain_models import REGIONS, model_path, shared_data  # noqa: E402
+
+from geesoil.covariates.open import open_sources  # noqa: E402
+from geesoil.evaluate import covariate_table, evaluate  # noqa: E402
+from geesoil.model.auto import fewer_members  # noqa: E402
+from geesoil.model.io import load_model  # noqa: E402
+
+log = logging.getLogger("transfer_experiment")
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results" / "transfer.json"
+DOC = ROOT / "docs" / "results.md"
+#: the paper's average improvement of fine-tuning over regional-only models (Zhang et al. 2025)
+PAPER = {"mae_decrease_pct": 10.93, "ccc_increase_pct": 29.04}
+BASELINES = ("scratch", "rf", "qrf", "global")
+SMALL_SIZES = (25, 50)
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    region: str
+    title: str
+    regional_pack: str | None = None
+
+
+SETTINGS: dict[str, Setting] = {
+    "edgeroi": Setting("edgeroi", "edgeroi", "Edgeroi, coarse pack"),
+    "edgeroi+regional": Setting(
+        "edgeroi+regional", "edgeroi", "Edgeroi, coarse + Edgeroi regional pack", "regional/edgeroi"
+    ),
+    "malawi": Setting("malawi", "malawi", "Malawi, coarse pack"),
+    "niger": Setting("niger", "niger", "Niger (arid), coarse pack"),
+}
+
+
+@dataclass(frozen=True)
+class Budget:
+    """Everything that trades accuracy of the estimate for run time."""
+
+    folds: int = 5
+    repeats: int = 3
+    sizes: tuple[int | str, ...] = (25, 50, 100, 200, "all")
+    members: int = 3
+    epochs: int = 100
+    trees: int = 300
+    auto_inner_folds: int = 3
+    auto_selection_trees: int = 100
+    seed: int = 0
+
+
+QUICK = Budget(folds=3, repeats=1, members=2, epochs=40, trees=100, auto_selection_trees=50)
+#: strategies left out in quick mode (the cheapest cut: they are variants of plain fine-tuning)
+QUICK_SKIP = ("discriminative", "coral")
+
+
+def methods_for(regional: bool, quick: bool = False) -> list[str]:
+    transfer = ["global", "finetuned", "finetuned-gp", "discriminative", "coral"]
+    if regional:
+        transfer.append("regional-branch")
+    if quick:
+        transfer = [m for m in transfer if m not in QUICK_SKIP]
+    return ["auto", *transfer, "scratch", "rf", "qrf"]
+
+
+def method_params(
+    budget: Budget, pretrained: Any, block_km: float, regional: bool, quick: bool = False
+) -> dict[str, dict[str, Any]]:
+    """Fixed, a-priori hyperparameters per method (the same for every region and size)."""
+    ft = {"max_epochs": budget.epochs, "progress": False}
+    forest = {"n_estimators": budget.trees}
+    strategies = {
+        n: dict(ft) for n in ("finetuned", "finetuned-gp", "discriminative", "coral", "regional-branch")
+    }
+    strategies["global"] = {"progress": False}
+    # quick: finetuned-gp stands for plain fine-tuning too (its GP can learn ~zero signal)
+    transfer = ["finetuned-gp"] if quick else ["finetuned", "finetuned-gp"]
+    auto_candidates = [*transfer, *(["regional-branch"] if regional else []), "rf", "qrf"]
+    scratch = {
+        # the pretrained architecture and ensemble size, trained on the region only (as make_strategy's scratch)
+        "hidden": tuple(pretrained.arch_["hidden"]),
+        "branch_width": pretrained.arch_["branch_width"],
+        "dropout": pretrained.arch_["dropout"],
+        "location": pretrained.encoder_.location,
+        "n_members": budget.members,
+        "batch_size": 32,
+        "max_epochs": max(budget.epochs, 100),
+        "patience": 20,
+        "val_fraction": 0.2,
+        "progress": False,
+    }
+    return {
+        **strategies,
+        "scratch": scratch,
+        "rf": forest,
+        "qrf": forest,
+        "auto": {
+            "candidates": auto_candidates,
+            "inner_folds": budget.auto_inner_folds,
+            "block_km": block_km,
+            "selection_members": 1,
+            "selection_trees": budget.auto_selection_trees,
+            "n_estimators": budget.trees,
+            "strategy_params": {k: v for k, v in strategies.items() if k in auto_candidates},
+        },
+    }
+
+
+def run_setting(
+    setting: Setting, budget: Budget, pretrained: Any, methods: list[str] | None, quick: bool = False
+) -> dict[str, Any]:
+    region = REGIONS[setting.region]
+    samples = region.select(shared_data() / "soil")
+    words = [str(shared_data() / "covariates")]
+    if setting.regional_pack:
+        words.append(str(shared_data() / setting.regional_pack))
+    source = open_sources(words)
+    samples, X, y = covariate_table(samples, source, where=setting.name)
+    known = {c.name for c in pretrained.covariates}
+    regional = [s for s in source.specs if s.name not in known and X[s.name].notna().any()]
+    covs = list(pretrained.covariates) + regional
+    X = X[[c.name for c in covs] + ["lon", "lat"]]
+    methods = methods or methods_for(bool(regional), quick)
+    if not regional:
+        methods = [m for m in methods if m != "regional-branch"]
+    t0 = time.perf_counter()
+    res = evaluate(
+        samples,
+        X,
+        y,
+        pretrained=pretrained,
+        methods=methods,
+        folds=budget.folds,
+        spatial_block_km=region.block_km,
+        sizes=list(budget.sizes),
+        repeats=budget.repeats,
+        seed=budget.seed,
+        covariates=covs,
+        method_params=method_params(budget, pretrained, region.block_km, bool(regional), quick),
+        progress=sys.stderr.isatty(),
+    )
+    res["setting"] = {
+        **asdict(setting),
+        "region_title": region.title,
+        "selection": region.description,
+        "block_km": region.block_km,
+        "n": int(y.size),
+        "y_median": float(np.median(y)),
+        "y_mean": float(np.mean(y)),
+        "seconds": round(time.perf_counter() - t0, 1),
+    }
+    log.info("%s: %d records in %.0f s", setting.name, len(res["records"]), res["setting"]["seconds"])
+    return res
+
+
+# ------------------------------------------------------------------------------------------------ analysis
+def _summary_frame(results: dict[str, Any]) -> pd.DataFrame:
+    rows = []
+    for name, res in results["settings"].items():
+        for r in res["summary"]:
+            rows.append({"setting": name, **r, "size": str(r["size"])})
+    return pd.DataFrame(rows)
+
+
+def _size_order(s: str) -> float:
+    return math.inf if s == "all" else float(s)
+
+
+def improvements(df: pd.DataFrame, method: str = "finetuned") -> pd.DataFrame:
+    """``method`` vs each baseline per setting × size: MAE decrease % and CCC increase %."""
+    rows = []
+    for (setting, size), g in df.groupby(["setting", "size"], sort=False):
+        by = g.set_index("method")
+        if method not in by.index:
+            continue
+        m = by.loc[method]
+        for b in BASELINES:
+            if b not in by.index or b == method:
+                continue
+            base = by.loc[b]
+            rows.append(
+                {
+                    "setting": setting,
+                    "size": size,
+                    "baseline": b,
+                    "mae_decrease_pct": 100 * (base["mae"] - m["mae"]) / base["mae"],
+                    "ccc_increase_pct": 100 * (m["ccc"] - base["ccc"]) / abs(base["ccc"])
+                    if base["ccc"] and math.isfinite(base["ccc"])
+                    else math.nan,
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def targets(df: pd.DataFrame) -> dict[str, Any]:
+    """The three acceptance targets, checked per setting × size."""
+    auto_rows, ft_rows = [], []
+    for (setting, size), g in df.groupby(["setting", "size"], sort=False):
+        by = g.set_index("method")
+        forests = [b for b in ("rf", "qrf") if b in by.index]
+        if "auto" in by.index and forests:
+            best = min(forests, key=lambda b: by.loc[b, "mae"])
+            gap = 100 * (by.loc["auto", "mae"] - by.loc[best, "mae"]) / by.loc[best, "mae"]
+            auto_rows.append(
+                {"setting": setting, "size": size, "best_forest": best, "gap_pct": gap, "ok": gap <= 1.0}
+            )
+        if size in {str(s) for s in SMALL_SIZES} and {"finetuned", "scratch"} <= set(by.index):
+            ft_rows.append(
+                {
+                    "setting": setting,
+                    "size": size,
+                    "finetuned": by.loc["finetuned", "mae"],
+                    "scratch": by.loc["scratch", "mae"],
+                    "ok": by.loc["finetuned", "mae"] < by.loc["scratch", "mae"],
+                }
+            )
+    picp = df[["setting", "size", "method", "picp90"]].copy()
+    picp["ok"] = picp["picp90"].between(0.85, 0.95)
+    return {"auto": auto_rows, "finetuned_vs_scratch": ft_rows, "picp": picp.to_dict("records")}
+
+
+# ------------------------------------------------------------------------------------------------ report
+def _f(v: Any, nd: int = 2) -> str:
+    return "–" if v is None or (isinstance(v, float) and not math.isfinite(v)) else f"{v:.{nd}f}"
+
+
+def _pct(v: float) -> str:
+    return "–" if not math.isfinite(v) else f"{v:+.1f} %"
+
+
+def render(results: dict[str, Any]) -> str:
+    """``docs/results.md`` from the saved results."""
+    meta = results["meta"]
+    df = _summary_frame(results)
+    imp = improvements(df)
+    tg = targets(df)
+    out = [
+        "# Transfer experiment on real data",
+        "",
+        "*Generated by `benchmarks/transfer_experiment.py` from `benchmarks/results/transfer.json`; do not edit by "
+        "hand.*",
+        "",
+        f"- Run: {meta['date']} on {meta['machine']}; {meta['seconds'] / 60:.1f} min in all.",
+        f"- Command: `{meta['command']}`",
+        f"- Pretrained model: `{meta['pretrained']}` ({meta['pretrained_members']} members; fine-tuning used the "
+        f"first {meta['budget']['members']}). The experiment regions and a 50 km buffer around them were held out "
+        "of its pretraining (see its model card).",
+        f"- Budget: {meta['budget']['folds']}-fold spatial-block CV, sizes "
+        f"{', '.join(str(s) for s in meta['budget']['sizes'])} with {meta['budget']['repeats']} random draws per "
+        f"size (one for `all`), fine-tuning ≤ {meta['budget']['epochs']} epochs, forests "
+        f"{meta['budget']['trees']} trees, `auto`: {meta['budget']['auto_inner_folds']} inner spatial folds, "
+        "1-member / "
+        f"{meta['budget']['auto_selection_trees']}-tree candidates during selection"
+        + (" (**quick mode**)" if meta.get("quick") else "")
+        + ".",
+        "- `auto` candidates: "
+        + ("`finetuned-gp`" if meta.get("quick") else "`finetuned`, `finetuned-gp`")
+        + ", `regional-branch` (where region-only covariates exist), `rf`, `qrf`, with blending of the best "
+        "transfer candidate and the best forest."
+        + (
+            " Quick mode leaves out the strategies " + ", ".join(f"`{m}`" for m in QUICK_SKIP) + "."
+            if meta.get("quick")
+            else ""
+        ),
+        "- Metrics on the outer test folds only, averaged over folds and draws: MAE and RMSE in g/kg SOC (0-30 cm), "
+        "R², Lin's CCC, PICP = coverage of the 90 % prediction interval. Hyperparameters are fixed in the script; "
+        "nothing is tuned or selected on test folds (`auto` selects by nested spatial CV inside each training draw).",
+        "",
+        "## Settings",
+        "",
+        "| setting | samples | selection | CV block | median SOC (g/kg) | run time |",
+        "|---|---|---|---|---|---|",
+    ]
+    for res in results["settings"].values():
+        s = res["setting"]
+        out.append(
+            f"| {s['title']} | {s['n']} | {s['selection']} | {s['block_km']:g} km | {s['y_median']:.1f} | "
+            f"{s['seconds'] / 60:.1f} min |"
+        )
+        if res["config"].get("regional_covariates"):
+            out.append(
+                f"|  | region-only covariates: {', '.join(res['config']['regional_covariates'])} | | | | |"
+            )
+    out += ["", "## Results", ""]
+    for name, res in results["settings"].items():
+        g = df[df["setting"] == name]
+        out += [
+            f"### {res['setting']['title']}",
+            "",
+            "| size | method | MAE | RMSE | R² | CCC | PICP90 | draws |",
+        ]
+        out.append("|---|---|---|---|---|---|---|---|")
+        for size in sorted(g["size"].unique(), key=_size_order):
+            gs = g[g["size"] == size]
+            best = gs["mae"].min()
+            for _, r in gs.iterrows():
+                mae = _f(r["mae"])
+                mae = f"**{mae}**" if r["mae"] == best else mae
+                out.append(
+                    f"| {size} | {r['method']} | {mae} | {_f(r['rmse'])} | {_f(r['r2'], 3)} | {_f(r['ccc'], 3)} | "
+                    f"{_f(r['picp90'], 3)} | {r['n_records']} |"
+                )
+        if res.get("skipped"):
+            out.append("")
+            out.append(
+                f"Skipped fits: {len(res['skipped'])} (e.g. {res['skipped'][0]['method']}: "
+                f"{res['skipped'][0]['reason'][:160]})."
+            )
+        out.append("")
+    out += [
+        "## Fine-tuned vs baselines (percent improvement)",
+        "",
+        "Positive = `finetuned` better. MAE decrease % = (MAE_base − MAE_ft) / MAE_base; CCC increase % = "
+        "(CCC_ft − CCC_base) / |CCC_base|. The paper reports, on average over its regions, "
+        f"**−{PAPER['mae_decrease_pct']} % MAE** and **+{PAPER['ccc_increase_pct']} % CCC** for fine-tuning versus "
+        "regional-only models.",
+        "",
+    ]
+    if not imp.empty:
+        out += ["| setting | size | vs | ΔMAE % (decrease) | ΔCCC % (increase) |", "|---|---|---|---|---|"]
+        for _, r in imp.sort_values(
+            ["setting", "size"], key=lambda c: c.map(_size_order) if c.name == "size" else c
+        ).iterrows():
+            out.append(
+                f"| {r['setting']} | {r['size']} | {r['baseline']} | {_pct(r['mae_decrease_pct'])} | "
+                f"{_pct(r['ccc_increase_pct'])} |"
+            )
+        out += [
+            "",
+            "Averages over settings and sizes:",
+            "",
+            "| vs | mean ΔMAE % | mean ΔCCC % | paper |",
+            "|---|---|---|---|",
+        ]
+        for b, g in imp.groupby("baseline", sort=False):
+            paper = (
+                f"{PAPER['mae_decrease_pct']:+.2f} % / {PAPER['ccc_increase_pct']:+.2f} %"
+                if b in ("rf", "qrf")
+                else "–"
+            )
+            out.append(
+                f"| {b} | {_pct(g['mae_decrease_pct'].mean())} | {_pct(g['ccc_increase_pct'].mean())} | {paper} |"
+            )
+    auto_ok = [r for r in tg["auto"] if r["ok"]]
+    ft_ok = [r for r in tg["finetuned_vs_scratch"] if r["ok"]]
+    picp_rows = tg["picp"]
+    out += [
+        "",
+        "## Targets",
+        "",
+        f"- **`auto` within 1 % MAE of the best regional forest** (rf/qrf) at every setting × size: "
+        f"{len(auto_ok)} of {len(tg['auto'])} met"
+        + (
+            "; misses: "
+            + ", ".join(
+                f"{r['setting']} n={r['size']} ({r['gap_pct']:+.1f} % vs {r['best_forest']})"
+                for r in tg["auto"]
+                if not r["ok"]
+            )
+            if len(auto_ok) < len(tg["auto"])
+            else ""
+        )
+        + ".",
+        f"- **`finetuned` beats `scratch` at small n** ({', '.join(str(s) for s in SMALL_SIZES)}): "
+        f"{len(ft_ok)} of {len(tg['finetuned_vs_scratch'])} met"
+        + (
+            "; misses: "
+            + ", ".join(f"{r['setting']} n={r['size']}" for r in tg["finetuned_vs_scratch"] if not r["ok"])
+            if len(ft_ok) < len(tg["finetuned_vs_scratch"])
+            else ""
+        )
+        + ".",
+        "- **PICP90 within 0.85-0.95**: "
+        + "; ".join(
+            f"{m}: {sum(r['ok'] for r in picp_rows if r['method'] == m)}/{sum(1 for r in picp_rows if r['method'] == m)}"
+            for m in dict.fromkeys(r["method"] for r in picp_rows)
+        )
+        + " setting × size cells.",
+        "",
+    ]
+    if results.get("discussion"):
+        out += ["## Discussion", "", results["discussion"].strip(), ""]
+    return "\n".join(out)
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="the reduced budget (fits ~25 min on 2 CPU cores)")
+    ap.add_argument("--settings", default=",".join(SETTINGS), help=f"comma list of {', '.join(SETTINGS)}")
+    ap.add_argument("--methods", default=None, help="comma list (default: every applicable method)")
+    ap.add_argument("--folds", type=int)
+    ap.add_argument("--repeats", type=int)
+    ap.add_argument("--sizes", default=None, help="comma list, e.g. 25,50,100,200,all")
+    ap.add_argument("--members", type=int)
+    ap.add_argument("--epochs", type=int)
+    ap.add_argument("--trees", type=int)
+    ap.add_argument("--seed", type=int)
+    ap.add_argument("--model", type=Path, default=model_path("coarse"))
+    ap.add_argument("--output", type=Path, default=RESULTS)
+    ap.add_argument("--doc", type=Path, default=DOC)
+    ap.add_argument("--discussion", type=Path, default=None, help="markdown file appended as the discussion")
+    ap.add_argument(
+        "--threads", type=int, default=1, help="torch threads (1 is fastest for these small nets)"
+    )
+    ap.add_argument("--render-only", action="store_true")
+    ap.add_argument(
+        "--merge",
+        type=Path,
+        nargs="+",
+        default=None,
+        help="combine result files (run in parallel) into --output",
+    )
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    logging.getLogger("geesoil.covariates.local").setLevel(logging.ERROR)
+    if args.merge:
+        parts = [json.loads(p.read_text()) for p in args.merge]
+        results = parts[0]
+        results["meta"]["command"] = " & ".join(p["meta"]["command"] for p in parts)
+        results["meta"]["seconds"] = max(p["meta"]["seconds"] for p in parts)
+        results["meta"]["parallel_runs"] = len(parts)
+        for p in parts[1:]:
+            results["settings"].update(p["settings"])
+        args.output.write_text(json.dumps(results, indent=1, default=float) + "\n")
+        args.render_only = True
+    if args.render_only:
+        results = json.loads(args.output.read_text())
+        if args.discussion:
+            results["discussion"] = args.discussion.read_text()
+            args.output.write_text(json.dumps(results, indent=1, default=float) + "\n")
+        args.doc.write_text(render(results))
+        return
+    base = QUICK if args.quick else Budget()
+    over = {k: getattr(args, k) for k in ("folds", "repeats", "members", "epochs", "trees", "seed")}
+    budget = Budget(**{**asdict(base), **{k: v for k, v in over.items() if v is not None}})
+    if args.sizes:
+        budget = Budget(
+            **{**asdict(budget), "sizes": tuple(s if s == "all" else int(s) for s in args.sizes.split(","))}
+        )
+    import torch
+
+    torch.set_num_threads(args.threads)
+    full = load_model(args.model)
+    pretrained = fewer_members(full, budget.members)
+    methods = args.methods.split(",") if args.methods else None
+    t0 = time.perf_counter()
+    results: dict[str, Any] = {
+        "meta": {
+            "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+            "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores (shared), Python {platform.python_version()}",
+            "command": "python benchmarks/transfer_experiment.py "
+            + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:])),
+            "pretrained": str(
+                args.model.relative_to(ROOT) if args.model.is_relative_to(ROOT) else args.model
+            ),
+            "pretrained_members": len(full.nets_),
+            "budget": asdict(budget),
+            "quick": args.quick,
+        },
+        "settings": {},
+    }
+    if args.discussion:
+        results["discussion"] = args.discussion.read_text()
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    for name in args.settings.split(","):
+        results["settings"][name] = run_setting(SETTINGS[name], budget, pretrained, methods, args.quick)
+        results["meta"]["seconds"] = round(time.perf_counter() - t0, 1)
+        args.output.write_text(json.dumps(results, indent=1, default=float) + "\n")
+        args.doc.parent.mkdir(parents=True, exist_ok=True)
+        args.doc.write_text(render(results))
+    print(json.dumps({"seconds": results["meta"]["seconds"], "output": str(args.output)}))
+
+
+if __name__ == "__main__":
+    main()
