@@ -115,6 +115,8 @@ def test_fit_predict_and_interval_shapes(fitted: SoilNet, world: tuple[pd.DataFr
     std = fitted.predict_std(X.iloc[:50])
     assert pred.shape == lo.shape == hi.shape == std.shape == (50,)
     assert (lo >= 0).all() and (lo <= hi).all() and (std > 0).all()
+    median = fitted.predict_median(X.iloc[:50])
+    assert (median < pred).all() and (lo <= median).all() and (median <= hi).all()  # smearing factor > 1
     lo80, hi80 = fitted.predict_interval(X.iloc[:50], alpha=0.2)
     assert (hi80 - lo80 <= hi - lo + 1e-9).all()  # narrower for a lower confidence level
     summary = fitted.training_summary_

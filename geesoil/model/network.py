@@ -195,6 +195,16 @@ class NetEnsemble:
         mu, _, _ = self._predictive(X)
         return self._point(mu)
 
+    def predict_median(self, X: pd.DataFrame) -> np.ndarray:
+        """Median SOC (g/kg): the ensemble mean in log1p space back-transformed without smearing.
+
+        Lower MAE than :meth:`predict` on skewed SOC (the median minimises absolute error); use :meth:`predict`
+        (the mean) for stocks and area totals.
+        """
+        self._check_fitted()
+        mu, _, _ = self._predictive(X)
+        return self._inverse(mu)
+
     def predict_interval(self, X: pd.DataFrame, alpha: float = 0.1) -> tuple[np.ndarray, np.ndarray]:
         """Conformal central ``1 - alpha`` interval (g/kg, lower bound ≥ 0)."""
         self._check_fitted()
