@@ -60,6 +60,7 @@ for _mod, _attr in [
     ("cli.model", "finetune"),
     ("cli.model", "evaluate"),
     ("cli.map", "map"),
+    ("cli.refresh", "refresh"),
 ]:
     try:
         _register(_mod, _attr)()
