@@ -173,7 +173,8 @@ def pretrain(
     default="auto",
     show_default=True,
     help="auto (chosen by nested spatial CV), a fine-tuning strategy (finetuned, global, finetuned-gp, "
-    "regional-branch, discriminative, ...) or a regional-only forest (rf, qrf).",
+    "regional-branch, discriminative, coral), scratch (same network, regional data only) or a regional-only "
+    "forest (rf, qrf).",
 )
 @_seed
 @_target
@@ -197,7 +198,13 @@ def finetune(
       geesoil finetune --model global.geesoil --samples edgeroi.parquet \\
           --covariates starter --covariates edgeroi_pack --strategy auto -o edgeroi.geesoil
     """
-    from geesoil.evaluate import available_methods, covariate_table, method_factory, require_samples
+    from geesoil.evaluate import (
+        available_methods,
+        check_methods,
+        covariate_table,
+        method_factory,
+        require_samples,
+    )
     from geesoil.model.io import save_model
 
     pretrained = _load_pretrained(model_path)
@@ -210,8 +217,10 @@ def finetune(
     require_samples(len(y), str(sample_file))
     regional = _drop_empty_regional(X, regional, str(sample_file))
     specs = tuple(pretrained.covariates) + regional
-    valid = [m for m in available_methods(pretrained, regional) if m != "scratch"]
+    valid = available_methods(pretrained, regional)
     if strategy not in valid:
+        if strategy == "regional-branch":  # explains that it needs region-only covariates
+            check_methods([strategy], pretrained, regional)
         raise ModelError(f"unknown strategy {strategy!r}; choose from {', '.join(valid)}")
     model = method_factory(strategy, pretrained, specs, regional, seed)().fit(X, y)
     save_model(model, output)

@@ -129,11 +129,17 @@ def method_factory(
     )
 
 
-def _check_methods(methods: Sequence[str], pretrained: Any | None, regional: Sequence[Any]) -> None:
+def check_methods(methods: Sequence[str], pretrained: Any | None, regional: Sequence[Any]) -> None:
+    """Raise :class:`ModelError` explaining why a method name cannot be used here."""
     valid = available_methods(pretrained, regional)
     unknown = [m for m in methods if m not in valid]
     if not unknown:
         return
+    if "regional-branch" in unknown and pretrained is not None and not regional:
+        raise ModelError(
+            "regional-branch needs region-only covariates: add a --covariates source (e.g. a regional pack) "
+            "with covariates the pretrained model does not use"
+        )
     if pretrained is None:
         raise ModelError(
             f"methods {', '.join(unknown)} need a pretrained model (--model); without one use {', '.join(valid)}"
@@ -177,7 +183,7 @@ def evaluate(
             X[c] = samples[c].to_numpy(float)
     specs, regional = _covariates(X, pretrained, covariates)
     methods = list(methods) if methods else default_methods(pretrained, regional)
-    _check_methods(methods, pretrained, regional)
+    check_methods(methods, pretrained, regional)
     sizes_ = _sizes(sizes)
     factories = {
         m: method_factory(m, pretrained, specs, regional, seed, (method_params or {}).get(m)) for m in methods

@@ -147,6 +147,19 @@ def test_wrong_model_kind_and_unknown_names_exit_2(
         ["finetune", "--model", str(pretrained), *base, "--strategy", "magic", "-o", str(tmp_path / "m")],
         "unknown strategy 'magic'",
     )
+    _fails_cleanly(
+        [
+            "finetune",
+            "--model",
+            str(pretrained),
+            *base,
+            "--strategy",
+            "regional-branch",
+            "-o",
+            str(tmp_path / "m"),
+        ],
+        "regional-branch needs region-only covariates",
+    )
     _fails_cleanly(["evaluate", *base, "--methods", "rf,finetuned"], "need a pretrained model")
     _fails_cleanly(["evaluate", *base, "--methods", "rf", "--sizes", "ten"], "'ten'")
     _fails_cleanly(
