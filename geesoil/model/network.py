@@ -376,8 +376,12 @@ class SoilNet(NetEnsemble):
     """GSoilCPM-style network trained from scratch: a deep ensemble with conformal intervals.
 
     Members differ by seed and by their grouped validation split (used for early stopping, smearing and
-    calibration; never the caller's test data). ``fit(X, y, groups=None, sources=None)``: ``groups`` keeps
-    samples of one site together (default: lon/lat rounded to 0.01°); ``sources`` only feeds the summary.
+    calibration; never the caller's test data). ``metrics_["validation"]`` scores each member on its own
+    held-out sites (g/kg; a single member, so slightly pessimistic for the ensemble).
+
+    ``fit(X, y, groups=None, sources=None)``: ``groups`` keeps samples of one site together (default: lon/lat
+    rounded to 0.01°); ``sources`` only feeds the training summary. The ``covariates`` argument is kept as
+    ``covariates_in`` because ``covariates`` is the protocol's property (the fitted model's covariates).
     """
 
     kind = "soilnet"
