@@ -1,8 +1,9 @@
 """Cross-validation splits that never leak a location: random and spatial-block k-fold, and learning-curve draws.
 
-Samples are grouped by location first (coordinates rounded to ``decimals`` degrees, ~11 m at 4 decimals), so
-profiles or horizons that share a site always land in the same fold. Spatial blocks are squares of ``block_km`` on a
-Lambert azimuthal equal-area projection centred on the samples; whole blocks are assigned to folds.
+Samples are grouped by location first (coordinates rounded to ``decimals`` degrees: 3 decimals, ~100 m, the same
+rule :func:`geesoil.samples.pool_sources` uses for duplicates), so profiles that share a site always land in the same
+fold. Spatial blocks are squares of ``block_km`` on a Lambert azimuthal equal-area projection centred on the samples;
+whole blocks are assigned to folds.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ class Fold:
     test: np.ndarray
 
 
-def location_groups(lon: Sequence[float], lat: Sequence[float], decimals: int = 4) -> np.ndarray:
+def location_groups(lon: Sequence[float], lat: Sequence[float], decimals: int = 3) -> np.ndarray:
     """An integer id per sample; samples whose coordinates agree to ``decimals`` degrees share an id."""
     lon = np.round(np.asarray(lon, dtype=float), decimals)
     lat = np.round(np.asarray(lat, dtype=float), decimals)

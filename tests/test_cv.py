@@ -18,7 +18,7 @@ def _points(n: int = 300, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _locations(lon: np.ndarray, lat: np.ndarray, idx: np.ndarray) -> set[tuple[float, float]]:
-    return set(zip(np.round(lon[idx], 4), np.round(lat[idx], 4), strict=True))
+    return set(zip(np.round(lon[idx], 3), np.round(lat[idx], 3), strict=True))
 
 
 @pytest.mark.parametrize("block_km", [None, 20.0])
