@@ -248,3 +248,21 @@ def test_scratch_network_is_evaluated(region: tuple) -> None:
     )
     assert [r["method"] for r in out["records"]] == ["scratch", "scratch"]
     assert all(math.isfinite(r["mae"]) and 0 <= r["picp90"] <= 1 for r in out["records"])
+
+
+def test_select_keeps_the_forest_unless_transfer_clearly_wins() -> None:
+    from geesoil.model.auto import select
+
+    rng = np.random.default_rng(0)
+    y = rng.gamma(3.0, 5.0, 300)
+    forest = y + rng.normal(0, 3.0, 300)
+    lucky = y + rng.normal(0, 2.97, 300)  # equal skill: any lead is chance, not worth the switch
+    good = y + rng.normal(0, 1.5, 300)  # clearly better
+    sel = select(y, {"rf": forest, "global": lucky}, stack=False)
+    assert sel["members"] == ["rf"] and sel["gain_se"]["global"] < 1
+    sel = select(y, {"rf": forest, "finetuned": good, "global": lucky}, stack=False)
+    assert sel["members"] == ["finetuned"] and sel["gain_se"]["finetuned"] > 3
+    stacked = select(y, {"rf": forest, "finetuned": good}, stack=True)
+    assert stacked["blend"]["members"] == ["finetuned", "rf"]
+    assert set(stacked["members"]) <= {"finetuned", "rf"} and "rf" not in stacked["members"][:1]
+    assert select(y, {"finetuned": good, "global": lucky})["members"] == ["finetuned"]  # no forest: best MAE

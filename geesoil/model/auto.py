@@ -12,6 +12,10 @@ Optional stacking (``stack=True``, the default): the best transfer candidate and
 or 1 is the single model, so the blend is only used when it beats both). A blend's intervals are the blended bounds,
 conformally corrected (CQR) on the out-of-fold intervals.
 
+Guarding against the winner's curse (:func:`select`): the best forest is the default, and a transfer candidate or
+the blend replaces it only when it is better by more than ``min_gain_se`` (default 1) standard errors of the paired
+out-of-fold absolute-error difference. ``auto`` is meant never to lose clearly to a regional-only forest.
+
 The choice, every candidate's inner-CV MAE and the reasons candidates were skipped go into the model metadata.
 """
 
@@ -87,6 +91,52 @@ def _blend_corrections(
     return out
 
 
+def select(
+    y: np.ndarray, oof: dict[str, np.ndarray], *, stack: bool = True, min_gain_se: float = 1.0
+) -> dict[str, Any]:
+    """Pick the model (or transfer + forest blend) from out-of-fold predictions ``oof`` (name -> predictions).
+
+    The best forest (lowest MAE) is the default. A transfer candidate or the blend replaces it only when its MAE is
+    lower by more than ``min_gain_se`` standard errors of the paired absolute-error difference: with many similar
+    candidates the lowest inner-CV score is partly luck (winner's curse), and losing to a plain forest is the
+    failure ``auto`` must avoid. Without forests among the candidates the lowest MAE wins.
+    """
+    err = {n: np.abs(np.asarray(p, float) - y) for n, p in oof.items()}
+    scores = {n: float(np.nanmean(e)) for n, e in err.items()}
+    forests = [n for n in scores if n in FORESTS]
+    transfer = [n for n in scores if n not in FORESTS]
+    options: dict[str, tuple[list[str], list[float], np.ndarray]] = {n: ([n], [1.0], err[n]) for n in scores}
+    blend: dict[str, Any] | None = None
+    if stack and transfer and forests:
+        bt = min(transfer, key=scores.__getitem__)
+        bf = min(forests, key=scores.__getitem__)
+        maes = {
+            float(w): float(np.nanmean(np.abs(w * oof[bt] + (1 - w) * oof[bf] - y))) for w in BLEND_WEIGHTS
+        }
+        w = min(maes, key=lambda k: (maes[k], -abs(k - 0.5)))  # ties: prefer a single model
+        blend = {"members": [bt, bf], "weight": w, "mae": maes[w]}
+        if 0 < w < 1:
+            options["blend"] = ([bt, bf], [w, 1 - w], np.abs(w * oof[bt] + (1 - w) * oof[bf] - y))
+    gain_se: dict[str, float] = {}
+    if not forests:
+        best = min(scores, key=scores.__getitem__)
+        return {"members": [best], "weights": [1.0], "scores_mae": scores, "gain_se": gain_se, "blend": blend}
+    base = min(forests, key=scores.__getitem__)
+    pick, pick_mae = base, scores[base]
+    for name, (_, _, e) in options.items():
+        if name in FORESTS:
+            continue
+        d = err[base] - e  # positive where the candidate is closer
+        d = d[np.isfinite(d)]
+        se = float(d.std(ddof=1) / math.sqrt(d.size)) if d.size > 1 else math.inf
+        gain_se[name] = float(d.mean() / se) if se > 0 else (math.inf if d.mean() > 0 else 0.0)
+        mae = float(np.nanmean(e))
+        if gain_se[name] > min_gain_se and mae < pick_mae:
+            pick, pick_mae = name, mae
+    members, weights, _ = options[pick]
+    return {"members": members, "weights": weights, "scores_mae": scores, "gain_se": gain_se, "blend": blend}
+
+
 @register("auto")
 class AutoModel:
     """Chooses among transfer strategies and regional forests by nested spatial CV, then refits the winner.
@@ -111,6 +161,7 @@ class AutoModel:
         selection_trees: int = 200,
         n_estimators: int = 500,
         stack: bool = True,
+        min_gain_se: float = 1.0,
         strategy_params: dict[str, dict[str, Any]] | None = None,
         random_state: int = 0,
         n_jobs: int | None = None,
@@ -129,6 +180,7 @@ class AutoModel:
         self.selection_trees = selection_trees
         self.n_estimators = n_estimators
         self.stack = stack
+        self.min_gain_se = min_gain_se
         self.strategy_params = dict(strategy_params or {})
         self.random_state = random_state
         self.n_jobs = n_jobs
@@ -209,29 +261,20 @@ class AutoModel:
             oof[name], oof_bounds[name] = pred, bounds
         if not oof:
             raise ModelError(f"auto: every candidate failed during selection: {skipped}")
-        scores = {n: float(np.nanmean(np.abs(p - y))) for n, p in oof.items()}
-        best = min(scores, key=lambda n: (scores[n], n not in FORESTS))
-        chosen, weights = [best], [1.0]
-        blend_info: dict[str, Any] | None = None
+        sel = select(y, oof, stack=self.stack, min_gain_se=self.min_gain_se)
+        chosen, weights = sel["members"], sel["weights"]
         self.corrections_: dict[float, float] = {}
-        transfer = [n for n in scores if n not in FORESTS]
-        forests = [n for n in scores if n in FORESTS]
-        if self.stack and transfer and forests:
-            bt = min(transfer, key=scores.get)
-            bf = min(forests, key=scores.get)
-            maes = {w: float(np.nanmean(np.abs(w * oof[bt] + (1 - w) * oof[bf] - y))) for w in BLEND_WEIGHTS}
-            w = min(maes, key=lambda k: (maes[k], abs(k - 0.5) * -1))
-            blend_info = {"members": [bt, bf], "weight": float(w), "mae": maes[w]}
-            if 0 < w < 1 and maes[w] < scores[best]:
-                chosen, weights = [bt, bf], [float(w), float(1 - w)]
-                blended = {
-                    a: (
-                        w * oof_bounds[bt][a][0] + (1 - w) * oof_bounds[bf][a][0],
-                        w * oof_bounds[bt][a][1] + (1 - w) * oof_bounds[bf][a][1],
-                    )
-                    for a in CALIBRATED_ALPHAS
-                }
-                self.corrections_ = _blend_corrections(y, blended)
+        if len(chosen) == 2:
+            (bt, bf), w = chosen, weights[0]
+            blended = {
+                a: (
+                    w * oof_bounds[bt][a][0] + (1 - w) * oof_bounds[bf][a][0],
+                    w * oof_bounds[bt][a][1] + (1 - w) * oof_bounds[bf][a][1],
+                )
+                for a in CALIBRATED_ALPHAS
+            }
+            self.corrections_ = _blend_corrections(y, blended)
+        scores = sel["scores_mae"]
         self.choice_ = "+".join(chosen)
         self.weights_ = weights
         self.component_names_ = chosen
@@ -239,8 +282,10 @@ class AutoModel:
             "choice": self.choice_,
             "weights": weights,
             "scores_mae": scores,
+            "gain_se": sel["gain_se"],
+            "min_gain_se": self.min_gain_se,
             "skipped": skipped,
-            "blend": blend_info,
+            "blend": sel["blend"],
             "inner_folds": len(folds),
             "fold_kind": fold_kind,
             "block_km": self.block_km,
@@ -290,6 +335,7 @@ class AutoModel:
                 "selection_trees": self.selection_trees,
                 "n_estimators": self.n_estimators,
                 "stack": self.stack,
+                "min_gain_se": self.min_gain_se,
                 "random_state": self.random_state,
             },
             "covariates": [spec_to_dict(c) for c in self._covariates],
