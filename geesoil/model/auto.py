@@ -129,7 +129,8 @@ def select(
         d = err[base] - e  # positive where the candidate is closer
         d = d[np.isfinite(d)]
         se = float(d.std(ddof=1) / math.sqrt(d.size)) if d.size > 1 else math.inf
-        gain_se[name] = float(d.mean() / se) if se > 0 else (math.inf if d.mean() > 0 else 0.0)
+        # capped so the metadata stays strict JSON (identical errors give se = 0)
+        gain_se[name] = float(np.clip(d.mean() / se, -1e6, 1e6)) if se > 0 else (1e6 if d.mean() > 0 else 0.0)
         mae = float(np.nanmean(e))
         if gain_se[name] > min_gain_se and mae < pick_mae:
             pick, pick_mae = name, mae
