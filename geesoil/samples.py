@@ -13,6 +13,7 @@ import logging
 import math
 import os
 import tempfile
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -330,13 +331,27 @@ def _read_csv(path: Path) -> pd.DataFrame:
     if counts[sep] == 0:
         sep = ","
     try:
-        header = pd.read_csv(path, sep=sep, nrows=0, encoding=encoding)
+        header = pd.read_csv(path, sep=sep, nrows=0, encoding=encoding, index_col=False)
         # canonical candidates are read as text so that the original values survive for the rejects report
         wanted = {a for names in (*ALIASES.values(), *TARGET_ALIASES.values()) for a in names}
         text_cols = {c: str for c in header.columns if str(c).strip().lower() in wanted}
-        raw = pd.read_csv(
-            path, sep=sep, encoding=encoding, skip_blank_lines=False, dtype=text_cols, low_memory=False
-        )
+        # index_col=False: rows with a trailing separator must not turn the first column into the index
+        # (which shifted every value one column left)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", pd.errors.ParserWarning)
+            raw = pd.read_csv(
+                path,
+                sep=sep,
+                encoding=encoding,
+                skip_blank_lines=False,
+                dtype=text_cols,
+                low_memory=False,
+                index_col=False,
+            )
+        if any(issubclass(w.category, pd.errors.ParserWarning) for w in caught):
+            logger.warning(
+                "%s: some rows have more fields than the header; the extra fields are ignored", path
+            )
     except pd.errors.EmptyDataError as exc:
         raise SampleFileError(f"{path}: file is empty; it needs a header and one row per sample") from exc
     except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
