@@ -2,12 +2,12 @@
 
 For each outer fold (random location folds, or spatial blocks of ``spatial_block_km``) and each training-set size
 (random draws from the training fold, ``repeats`` per size; ``None``/"all" = the whole fold), every method is
-trained from scratch on the training draw and scored on the test fold. Model selection (``auto``'s nested CV, early
+trained afresh on the training draw and scored on the test fold. Model selection (``auto``'s nested CV, early
 stopping, conformal calibration) happens inside the training draw; the test fold is used only for scoring.
 
 Methods: ``auto``, every fine-tuning strategy of :mod:`geesoil.model.finetune` (``finetuned``, ``global``, ...),
-``scratch`` (a :class:`~geesoil.model.network.SoilNet` trained on the regional data only) and the regional forests
-``rf`` and ``qrf``.
+``scratch`` (a :class:`~geesoil.model.network.SoilNet` trained on the regional data only; with a pretrained model,
+with its architecture and covariates plus the region-only ones) and the regional forests ``rf`` and ``qrf``.
 """
 
 from __future__ import annotations
