@@ -508,6 +508,8 @@ def plot_run(folder: str | Path, *, samples: pd.DataFrame | None = None) -> Any:
             title="AOA",
         )
         ax.set_title("area of applicability")
+        ax.ticklabel_format(style="plain", useOffset=False)
+        ax.set_xlabel(axes[0].get_xlabel())
     return fig
 
 
