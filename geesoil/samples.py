@@ -358,7 +358,7 @@ def _read_csv(path: Path) -> pd.DataFrame:
         raise SampleFileError(
             f"{path}: cannot parse as CSV ({_first_line(exc)}); check the separator and quoting"
         ) from exc
-    raw.columns = [str(c).strip() for c in raw.columns]
+    raw.columns = _stripped_columns(path, raw.columns)
     raw = raw.loc[~raw.isna().all(axis=1)]  # blank lines keep their number but are not rows
     raw.attrs["decimal_comma"] = sep == ";"
     return raw
@@ -371,8 +371,19 @@ def _read_parquet(path: Path) -> pd.DataFrame:
         raw = pd.read_parquet(path)
     except (OSError, ValueError, pyarrow.ArrowException) as exc:
         raise SampleFileError(f"{path}: cannot read as Parquet ({_first_line(exc)})") from exc
-    raw.columns = [str(c).strip() for c in raw.columns]
+    raw.columns = _stripped_columns(path, raw.columns)
     return raw.reset_index(drop=True)
+
+
+def _stripped_columns(path: Path, columns: Sequence[Any]) -> list[str]:
+    """Column names without surrounding blanks; two that become the same name are an error, not a 2-D column."""
+    names = [str(c).strip() for c in columns]
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            raise SampleFileError(f"{path}: has two columns named {name!r}; rename or drop one")
+        seen.add(name)
+    return names
 
 
 def _is_geoparquet(path: Path) -> bool:
@@ -403,7 +414,7 @@ def _read_vector(path: Path, user_crs: Any, *, geoparquet: bool = False) -> tupl
         raise SampleFileError(f"{path}: cannot read as a vector file ({_first_line(exc)})") from exc
     if not isinstance(data, gpd.GeoDataFrame) or data.geometry.name not in data.columns:
         raw = pd.DataFrame(data).reset_index(drop=True)
-        raw.columns = [str(c).strip() for c in raw.columns]
+        raw.columns = _stripped_columns(path, raw.columns)
         return raw, "vector", user_crs
     geom = data.geometry.to_numpy()
     present = ~(shapely.is_missing(geom) | shapely.is_empty(geom))
@@ -418,7 +429,7 @@ def _read_vector(path: Path, user_crs: Any, *, geoparquet: bool = False) -> tupl
     x[present] = shapely.get_x(geom[present])
     y[present] = shapely.get_y(geom[present])
     raw = pd.DataFrame(data.drop(columns=data.geometry.name)).reset_index(drop=True)
-    raw.columns = [str(c).strip() for c in raw.columns]
+    raw.columns = _stripped_columns(path, raw.columns)
     clash = [c for c in raw.columns if c.lower() in ("lon", "lat")]
     if clash:
         logger.info("%s: using point geometries for lon/lat, ignoring columns %s", path, ", ".join(clash))
