@@ -92,3 +92,22 @@ def test_quickstart_runs_offline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
         Path(os.environ.get("GEESOIL_SHARED_DATA", NOTEBOOKS.parents[1] / "shared" / "data")) / "soil"
     ).is_dir():
         assert "aoa.tif" in run["outputs"]  # fine-tuned on the Edgeroi samples: the AOA comes from them
+
+
+@pytest.mark.slow
+def test_transfer_notebook_plots_stored_results(tmp_path: Path) -> None:
+    """Executes 03 on the stored benchmark results (without them it would run the experiment: minutes)."""
+    results = NOTEBOOKS.parent / "benchmarks" / "results"
+    if not list(results.glob("transfer*.json")):
+        pytest.skip("no stored transfer results in benchmarks/results")
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    pytest.importorskip("ipykernel")
+    nb = nbformat.read(NOTEBOOKS / NAMES[2], as_version=4)
+    client = nbclient.NotebookClient(
+        nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOKS)}}
+    )
+    client.execute()
+    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
+    assert sum("image/png" in o.get("data", {}) for o in outputs) == 1  # the learning curves
+    assert "running a small experiment" not in "".join(o.get("text", "") for o in outputs)
