@@ -317,3 +317,35 @@ def test_demo_job_resolves_assets_against_the_repo(tmp_path: Path) -> None:
     assert job.model.name == "global-starter-v1.geesoil" and job.model.is_file()
     assert Path(job.aoi).name == "edgeroi.geojson" and job.sources == ("starter",)
     assert job.window_for(dt.date(2026, 11, 25)).as_strings() == ("2023-01-01", "2026-01-01")
+
+
+def test_schedule_examples_run_the_shipped_job() -> None:
+    yaml = pytest.importorskip("yaml")
+
+    folder = Path(__file__).resolve().parents[1] / "cli" / "schedules"
+    cron = [
+        ln for ln in (folder / "crontab.example").read_text().splitlines() if ln and not ln.startswith("#")
+    ]
+    assert len(cron) == 1 and len(cron[0].split(None, 5)) == 6  # five time fields and the command
+    assert "geesoil refresh" in cron[0] and "--log-format json" in cron[0]
+    service = (folder / "geesoil-refresh.service").read_text()
+    assert "Type=oneshot" in service and "ExecStart=" in service and "demo.toml" in service
+    assert "OnCalendar=" in (folder / "geesoil-refresh.timer").read_text()
+    flow = yaml.safe_load((folder / "github-actions-refresh.yml").read_text())
+    steps = flow["jobs"]["refresh"]["steps"]
+    run_lines = "\n".join(s.get("run", "") for s in steps)
+    assert (
+        "GOOGLE_APPLICATION_CREDENTIALS" in run_lines
+        and "geesoil refresh cli/schedules/demo.toml" in run_lines
+    )
+    assert flow[True]["schedule"][0]["cron"]  # YAML 1.1 reads the key `on` as True
+
+
+def test_injected_clock_moves_a_rolling_window(tmp_path: Path, world: dict[str, Path]) -> None:
+    job = load_job(write_job(tmp_path, world, window="last 3 full months"), tmp_path)
+    assert run_job(job, clock=lambda: dt.date(2026, 3, 10)).version == "v1"
+    assert run_job(job, clock=lambda: dt.date(2026, 3, 31)).status == "up-to-date"
+    moved = run_job(job, clock=lambda: dt.date(2026, 4, 1))
+    assert (moved.version, moved.changed) == ("v2", ["window"])
+    windows = [v["window"] for v in read_manifest(tmp_path / "out", job)["versions"]]
+    assert windows == [["2025-12-01", "2026-03-01"], ["2026-01-01", "2026-04-01"]]
