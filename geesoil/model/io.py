@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import tempfile
 import zipfile
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -69,11 +71,22 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
             doc = json.loads(zf.read("model.json"))
     except FileNotFoundError as exc:
         raise ModelError(f"{path}: model file not found") from exc
-    except (zipfile.BadZipFile, KeyError, json.JSONDecodeError) as exc:
-        raise ModelError(f"{path}: not a geesoil model file ({exc})") from exc
+    except (
+        zipfile.BadZipFile,
+        KeyError,
+        ValueError,
+        OSError,
+        zlib.error,
+    ) as exc:  # ValueError: bad JSON/UTF-8
+        raise ModelError(f"{path}: not a geesoil model file ({_one_line(exc)})") from exc
+    if not isinstance(doc, dict):
+        raise ModelError(f"{path}: not a geesoil model file (model.json holds a {type(doc).__name__})")
     if doc.get("format") != FORMAT:
         raise ModelError(f"{path}: not a geesoil model file (format {doc.get('format')!r})")
-    if int(doc.get("format_version", 0)) > FORMAT_VERSION:
+    version = doc.get("format_version", 0)
+    if isinstance(version, bool) or not isinstance(version, int):
+        raise ModelError(f"{path}: damaged model file (format_version {version!r} is not an integer)")
+    if version > FORMAT_VERSION:
         raise ModelError(
             f"{path}: written by a newer geesoil (format {doc['format_version']}); upgrade geesoil"
         )
@@ -89,12 +102,37 @@ def load_model(path: str | Path) -> SoilModel:
     kind = doc.get("kind")
     if kind not in _REGISTRY:
         raise ModelError(f"{path}: unknown model kind {kind!r}; known: {', '.join(sorted(_REGISTRY))}")
-    with zipfile.ZipFile(path) as zf:
-        blobs = {n[len("blobs/") :]: zf.read(n) for n in zf.namelist() if n.startswith("blobs/")}
+    try:
+        with zipfile.ZipFile(path) as zf:
+            blobs = {n[len("blobs/") :]: zf.read(n) for n in zf.namelist() if n.startswith("blobs/")}
+    except (zipfile.BadZipFile, OSError, zlib.error) as exc:
+        raise ModelError(f"{path}: damaged model file ({_one_line(exc)})") from exc
+    if not isinstance(doc.get("model"), dict):
+        raise ModelError(f"{path}: damaged {kind} model (no 'model' object in model.json)")
     try:
         return _REGISTRY[kind](doc["model"], blobs)
-    except (KeyError, ValueError, TypeError, RuntimeError) as exc:
-        raise ModelError(f"{path}: damaged {kind} model ({exc})") from exc
+    except pickle.UnpicklingError as exc:
+        raise ModelError(
+            f"{path}: refusing to load {kind} weights holding pickled objects other than tensors "
+            "(the model file was tampered with or is not a geesoil model)"
+        ) from exc
+    except ModelError as exc:  # raised by a loader that does not know the file's name
+        raise ModelError(exc.args[0] if str(path) in str(exc) else f"{path}: {exc}") from exc
+    # a tampered model.json or blob surfaces as whatever the loader trips on
+    except (
+        KeyError,
+        ValueError,
+        TypeError,
+        RuntimeError,
+        AttributeError,
+        IndexError,
+        ArithmeticError,
+    ) as exc:
+        raise ModelError(f"{path}: damaged {kind} model ({_one_line(exc)})") from exc
+
+
+def _one_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
 
 
 def _jsonable(obj: Any) -> Any:
