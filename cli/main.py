@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
 import sys
-from collections.abc import Callable
 from typing import Any
 
 import click
@@ -12,9 +12,30 @@ import click
 from geesoil import __version__
 from geesoil.errors import GeesoilError
 
+#: subcommand name -> "module:attribute"; imported only when that command runs (or help lists it), so that
+#: `geesoil refresh` in a cron job does not pay for importing torch, Earth Engine and geopandas up front.
+COMMANDS = {
+    "samples": "cli.samples:samples",
+    "covariates": "cli.covariates:covariates",
+    "pretrain": "cli.model:pretrain",
+    "finetune": "cli.model:finetune",
+    "evaluate": "cli.model:evaluate",
+    "map": "cli.map:map",
+    "refresh": "cli.refresh:refresh",
+}
+
 
 class GeesoilGroup(click.Group):
-    """Turns a :class:`GeesoilError` into a one-line message and exit code 2; tracebacks are for bugs."""
+    """Loads subcommands lazily and turns a :class:`GeesoilError` into one line and exit code 2."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *COMMANDS})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in COMMANDS and cmd_name not in self.commands:
+            modname, attr = COMMANDS[cmd_name].split(":")
+            self.add_command(getattr(importlib.import_module(modname), attr), cmd_name)
+        return super().get_command(ctx, cmd_name)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -35,35 +56,11 @@ def cli(verbose: int) -> None:
       geesoil samples check my_profiles.csv
       geesoil samples harmonise my_profiles.csv --depth 0-30 -o topsoil.parquet
       geesoil covariates pack --starter -o starter_pack
-      geesoil covariates extract --samples topsoil.parquet --covariates starter_pack -o train.parquet
+      geesoil finetune --model assets/models/global-starter-v1.geesoil \\
+          --samples topsoil.parquet --covariates starter_pack -o region.geesoil
+      geesoil map --aoi region.geojson --model region.geesoil --covariates starter_pack -o region_map
 
     Every command has --help with examples.
     """
     level = logging.WARNING - 10 * min(verbose, 2)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-
-
-def _register(modname: str, attr: str) -> Callable[[], None]:
-    def load() -> None:
-        import importlib
-
-        mod = importlib.import_module(modname)
-        cli.add_command(getattr(mod, attr))
-
-    return load
-
-
-for _mod, _attr in [
-    ("cli.samples", "samples"),
-    ("cli.covariates", "covariates"),
-    ("cli.model", "pretrain"),
-    ("cli.model", "finetune"),
-    ("cli.model", "evaluate"),
-    ("cli.map", "map"),
-    ("cli.refresh", "refresh"),
-]:
-    try:
-        _register(_mod, _attr)()
-    except ModuleNotFoundError as _exc:  # a subcommand module not written yet
-        if _exc.name != _mod:
-            raise

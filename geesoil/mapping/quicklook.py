@@ -17,10 +17,8 @@ def write_quicklook(
     cog: str | Path, path: str | Path, geom: BaseGeometry | None = None, title: str = "SOC"
 ) -> Path:
     """Render the band of ``cog`` to ``path`` (PNG), outlining ``geom`` (in the raster's CRS) when given."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+    # A bare Figure (no pyplot) renders off-screen without switching the caller's backend (e.g. notebook inline).
+    from matplotlib.figure import Figure
 
     with rasterio.open(cog) as src:
         f = max(1.0, max(src.width, src.height) / MAX_PREVIEW)
@@ -31,7 +29,8 @@ def write_quicklook(
         units = src.tags(1).get("units", "g/kg")
     k = 1.0 if geographic else 1000.0
     unit = "°" if geographic else "km"
-    fig, ax = plt.subplots(figsize=(7, 6), dpi=110)
+    fig = Figure(figsize=(7, 6), dpi=110)
+    ax = fig.subplots()
     finite = arr[np.isfinite(arr)]
     vmin, vmax = np.percentile(finite, [2, 98]) if finite.size else (0.0, 1.0)
     im = ax.imshow(
@@ -63,5 +62,4 @@ def write_quicklook(
     fig.tight_layout()
     path = Path(path)
     fig.savefig(path)
-    plt.close(fig)
     return path
