@@ -266,3 +266,6 @@ def test_select_keeps_the_forest_unless_transfer_clearly_wins() -> None:
     assert stacked["blend"]["members"] == ["finetuned", "rf"]
     assert set(stacked["members"]) <= {"finetuned", "rf"} and "rf" not in stacked["members"][:1]
     assert select(y, {"finetuned": good, "global": lucky})["members"] == ["finetuned"]  # no forest: best MAE
+    # between forests qrf is the default; rf must clearly beat it
+    assert select(y, {"rf": lucky, "qrf": forest}, stack=False)["members"] == ["qrf"]
+    assert select(y, {"rf": good, "qrf": forest}, stack=False)["members"] == ["rf"]

@@ -12,9 +12,10 @@ Optional stacking (``stack=True``, the default): the best transfer candidate and
 or 1 is the single model, so the blend is only used when it beats both). A blend's intervals are the blended bounds,
 conformally corrected (CQR) on the out-of-fold intervals.
 
-Guarding against the winner's curse (:func:`select`): the best forest is the default, and a transfer candidate or
-the blend replaces it only when it is better by more than ``min_gain_se`` (default 1) standard errors of the paired
-out-of-fold absolute-error difference. ``auto`` is meant never to lose clearly to a regional-only forest.
+Guarding against the winner's curse (:func:`select`): a forest is the default (``qrf``, or ``rf`` when clearly
+better), and a transfer candidate or the blend replaces it only when it is better by more than ``min_gain_se``
+(default 1) standard errors of the paired out-of-fold absolute-error difference. ``auto`` is meant never to lose
+clearly to a regional-only forest.
 
 The choice, every candidate's inner-CV MAE and the reasons candidates were skipped go into the model metadata.
 """
@@ -39,7 +40,8 @@ from geesoil.model.io import register
 
 log = logging.getLogger(__name__)
 
-FORESTS = {"rf": RandomForestSoil, "qrf": QuantileForestSoil}
+#: regional forests in order of preference (see :func:`select`)
+FORESTS = {"qrf": QuantileForestSoil, "rf": RandomForestSoil}
 BLEND_WEIGHTS = tuple(np.round(np.linspace(0, 1, 11), 2))
 
 
@@ -91,51 +93,60 @@ def _blend_corrections(
     return out
 
 
+def _gain_se(e_base: np.ndarray, e_new: np.ndarray) -> float:
+    """Mean paired improvement of absolute errors in standard errors (capped so metadata stays strict JSON)."""
+    d = e_base - e_new  # positive where the new model is closer
+    d = d[np.isfinite(d)]
+    se = float(d.std(ddof=1) / math.sqrt(d.size)) if d.size > 1 else math.inf
+    if se == 0:
+        return 1e6 if d.mean() > 0 else 0.0
+    return float(np.clip(d.mean() / se, -1e6, 1e6))
+
+
 def select(
     y: np.ndarray, oof: dict[str, np.ndarray], *, stack: bool = True, min_gain_se: float = 1.0
 ) -> dict[str, Any]:
     """Pick the model (or transfer + forest blend) from out-of-fold predictions ``oof`` (name -> predictions).
 
-    The best forest (lowest MAE) is the default. A transfer candidate or the blend replaces it only when its MAE is
-    lower by more than ``min_gain_se`` standard errors of the paired absolute-error difference: with many similar
-    candidates the lowest inner-CV score is partly luck (winner's curse), and losing to a plain forest is the
-    failure ``auto`` must avoid. Without forests among the candidates the lowest MAE wins.
+    A one-standard-error rule against the winner's curse: with many similar candidates the lowest inner-CV score
+    is partly luck, and losing to a plain forest is the failure ``auto`` must avoid. The default is ``qrf``
+    (SoilGrids' method; its median prediction suits MAE), replaced by ``rf`` only when ``rf`` is better by more
+    than ``min_gain_se`` standard errors of the paired absolute-error difference; a transfer candidate or the
+    blend of the best transfer candidate with that forest then replaces the forest only under the same rule.
+    Without forests among the candidates the lowest MAE wins.
     """
     err = {n: np.abs(np.asarray(p, float) - y) for n, p in oof.items()}
     scores = {n: float(np.nanmean(e)) for n, e in err.items()}
-    forests = [n for n in scores if n in FORESTS]
+    forests = [n for n in FORESTS if n in scores]
     transfer = [n for n in scores if n not in FORESTS]
-    options: dict[str, tuple[list[str], list[float], np.ndarray]] = {n: ([n], [1.0], err[n]) for n in scores}
-    blend: dict[str, Any] | None = None
-    if stack and transfer and forests:
-        bt = min(transfer, key=scores.__getitem__)
-        bf = min(forests, key=scores.__getitem__)
-        maes = {
-            float(w): float(np.nanmean(np.abs(w * oof[bt] + (1 - w) * oof[bf] - y))) for w in BLEND_WEIGHTS
-        }
-        w = min(maes, key=lambda k: (maes[k], -abs(k - 0.5)))  # ties: prefer a single model
-        blend = {"members": [bt, bf], "weight": w, "mae": maes[w]}
-        if 0 < w < 1:
-            options["blend"] = ([bt, bf], [w, 1 - w], np.abs(w * oof[bt] + (1 - w) * oof[bf] - y))
     gain_se: dict[str, float] = {}
+    blend: dict[str, Any] | None = None
     if not forests:
         best = min(scores, key=scores.__getitem__)
         return {"members": [best], "weights": [1.0], "scores_mae": scores, "gain_se": gain_se, "blend": blend}
-    base = min(forests, key=scores.__getitem__)
-    pick, pick_mae = base, scores[base]
-    for name, (_, _, e) in options.items():
-        if name in FORESTS:
-            continue
-        d = err[base] - e  # positive where the candidate is closer
-        d = d[np.isfinite(d)]
-        se = float(d.std(ddof=1) / math.sqrt(d.size)) if d.size > 1 else math.inf
-        # capped so the metadata stays strict JSON (identical errors give se = 0)
-        gain_se[name] = float(np.clip(d.mean() / se, -1e6, 1e6)) if se > 0 else (1e6 if d.mean() > 0 else 0.0)
+    forest = forests[0]
+    for other in forests[1:]:
+        gain_se[other] = _gain_se(err[forest], err[other])
+        if gain_se[other] > min_gain_se and scores[other] < scores[forest]:
+            forest = other
+    options: dict[str, tuple[list[str], list[float], np.ndarray]] = {
+        n: ([n], [1.0], err[n]) for n in transfer
+    }
+    if stack and transfer:
+        bt = min(transfer, key=scores.__getitem__)
+        mixes = {float(w): np.abs(w * oof[bt] + (1 - w) * oof[forest] - y) for w in BLEND_WEIGHTS}
+        maes = {w: float(np.nanmean(e)) for w, e in mixes.items()}
+        w = min(maes, key=lambda k: (maes[k], -abs(k - 0.5)))  # ties: prefer a single model
+        blend = {"members": [bt, forest], "weight": w, "mae": maes[w]}
+        if 0 < w < 1:
+            options["blend"] = ([bt, forest], [w, 1 - w], mixes[w])
+    pick, pick_mae = ([forest], [1.0]), scores[forest]
+    for name, (members, weights, e) in options.items():
+        gain_se[name] = _gain_se(err[forest], e)
         mae = float(np.nanmean(e))
         if gain_se[name] > min_gain_se and mae < pick_mae:
-            pick, pick_mae = name, mae
-    members, weights, _ = options[pick]
-    return {"members": members, "weights": weights, "scores_mae": scores, "gain_se": gain_se, "blend": blend}
+            pick, pick_mae = (members, weights), mae
+    return {"members": pick[0], "weights": pick[1], "scores_mae": scores, "gain_se": gain_se, "blend": blend}
 
 
 @register("auto")
