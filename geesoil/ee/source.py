@@ -13,6 +13,7 @@ import hashlib
 import json
 import logging
 import os
+import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
@@ -336,7 +337,14 @@ def _read_cache(path: Path, names: list[str], n: int) -> np.ndarray | None:
 
 
 def _write_cache(path: Path, names: list[str], values: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    pd.DataFrame(values, columns=names).to_parquet(tmp)
-    os.replace(tmp, path)  # atomic: an interrupted write never leaves a half file under the final name
+    """Store a finished batch atomically; a failed write (disk full, read-only) only costs the cache entry."""
+    tmp = path.with_suffix(f".tmp{os.getpid()}-{threading.get_ident()}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        pd.DataFrame(values, columns=names).to_parquet(tmp)
+        os.replace(tmp, path)  # atomic: an interrupted write never leaves a half file under the final name
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        log.warning(
+            "could not cache a finished batch in %s (%s); it will be fetched again next time", path, exc
+        )
