@@ -8,14 +8,18 @@ and ``run.json``, and returns the ``run.json`` document.
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import hashlib
 import json
 import logging
 import math
 import os
+import shutil
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,6 +54,7 @@ SHIPPED_MODELS = Path(__file__).resolve().parents[2] / "assets" / "models"
 #: Float outputs use this nodata value (NaN nodata trips up several GIS tools).
 NODATA = -9999.0
 TILES_DIR = ".tiles"
+LOCK_FILE = "map.lock"
 SETTINGS_FILE = "settings.json"
 UNITS = "g/kg"
 
@@ -533,12 +538,52 @@ def _summary(plan: MapPlan, store: TileStore, tiles: list[Tile]) -> dict[str, An
 
 def execute(plan: MapPlan) -> dict[str, Any]:
     """Predict missing tiles, write the COGs, ``quicklook.png`` and ``run.json``; returns the ``run.json`` doc."""
-    from geesoil.mapping.quicklook import write_quicklook
 
     t0 = time.perf_counter()
     req = plan.request
     out = Path(req.out)
     out.mkdir(parents=True, exist_ok=True)
+    with map_lock(out):
+        return _execute_locked(plan, out, t0)
+
+
+class MapLocked(GeesoilError):
+    """Another ``geesoil map`` run is writing to the same output folder."""
+
+
+@contextmanager
+def map_lock(out: Path) -> Iterator[Path]:
+    """Hold ``OUT/.tiles/map.lock`` (``fcntl.flock``, non-blocking) while a run writes to ``out``.
+
+    A second run on the same folder is refused with :class:`MapLocked` instead of interleaving tiles and COGs;
+    the lock dies with its process, so a killed run leaves nothing stale. Temporary COG folders of a killed run
+    (``.cog-*``) are removed once the lock is held.
+    """
+    root = out / TILES_DIR
+    root.mkdir(parents=True, exist_ok=True)
+    path = root / LOCK_FILE
+    f = open(path, "a+", encoding="utf-8")  # noqa: SIM115 (held for the whole block)
+    try:
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            if exc.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+                raise
+            raise MapLocked(
+                f"{out} is being written by another geesoil map run ({path} is locked); "
+                "wait for it to finish or choose another -o"
+            ) from None
+        for stale in out.glob(".cog-*"):
+            shutil.rmtree(stale, ignore_errors=True)
+        yield path
+    finally:
+        f.close()
+
+
+def _execute_locked(plan: MapPlan, out: Path, t0: float) -> dict[str, Any]:
+    from geesoil.mapping.quicklook import write_quicklook
+
+    req = plan.request
     store = _prepare_tiles(plan)
     tiles_info = run_tiles(plan, store)
     t1 = time.perf_counter()
@@ -606,11 +651,13 @@ def run_map(req: MapRequest) -> dict[str, Any]:
 
 
 __all__ = [
+    "MapLocked",
     "MapPlan",
     "MapRequest",
     "WGS84",
     "assemble",
     "execute",
+    "map_lock",
     "native_resolution_m",
     "percentile_name",
     "plan_map",
