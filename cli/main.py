@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import importlib
 import logging
+import os
 import sys
 from typing import Any
 
@@ -43,6 +45,20 @@ class GeesoilGroup(click.Group):
         except GeesoilError as exc:
             click.echo(f"Error: {exc}", err=True)
             ctx.exit(2)
+        except OSError as exc:  # a full or read-only disk is the user's environment, not a bug
+            fix = _DISK_FIXES.get(exc.errno or 0)
+            if fix is None:
+                raise
+            where = f" {exc.filename}" if exc.filename else ""
+            click.echo(f"Error: cannot write{where}: {os.strerror(exc.errno or 0)}; {fix}", err=True)
+            ctx.exit(2)
+
+
+_DISK_FIXES = {
+    errno.ENOSPC: "free some disk space and run again (finished parts are kept)",
+    errno.EDQUOT: "free some quota and run again (finished parts are kept)",
+    errno.EROFS: "choose a writable output folder",
+}
 
 
 @click.group(cls=GeesoilGroup, context_settings={"help_option_names": ["-h", "--help"]})
