@@ -45,6 +45,9 @@ CONNECT_TIMEOUT_S = 10.0
 #: Per-request deadline handed to earthengine-api (``ee.data.setDeadline``), seconds.
 REQUEST_DEADLINE_S = 300.0
 
+#: Fields a service-account key must carry as non-empty strings.
+_SA_KEYS = ("client_email", "private_key", "token_uri")
+
 _FIX_LOGIN = (
     "run `earthengine authenticate` (or set GOOGLE_APPLICATION_CREDENTIALS to a service-account JSON key)"
 )
@@ -99,6 +102,9 @@ def _from_key_file(path_text: str, environ: Mapping[str, str]) -> Login:
     kind = info.get("type") if isinstance(info, dict) else None
     try:
         if kind == "service_account":
+            missing = [k for k in _SA_KEYS if not isinstance(info.get(k), str) or not info[k].strip()]
+            if missing:  # google-auth accepts nulls here and fails only at the first token refresh
+                raise ValueError(f"no {', '.join(missing)}")
             creds = service_account.Credentials.from_service_account_info(info, scopes=oauth.SCOPES)
             return Login(creds, f"service account {info.get('client_email')}", info.get("project_id"), True)
         if kind == "authorized_user":
