@@ -181,6 +181,9 @@ def _check_settings(req: MapRequest) -> None:
         raise GeesoilError("give --dask-workers (a local cluster) or --scheduler (a running one), not both")
     if req.tile_size < 16:
         raise GeesoilError(f"--tile-size must be at least 16 pixels, got {req.tile_size}")
+    blocked = next((p for p in (Path(req.out), *Path(req.out).parents) if p.exists()), None)
+    if blocked is not None and not blocked.is_dir():
+        raise GeesoilError(f"-o {req.out}: {blocked} is a file, not a folder; choose a folder for the maps")
     if req.scale is not None and not (req.scale > 0 and math.isfinite(req.scale)):
         raise GeesoilError(f"--scale must be a positive number of metres, got {req.scale}")
     if req.crs is not None:
