@@ -1,0 +1,485 @@
+"""Render ``docs/benchmarks.md`` from ``benchmarks/results/*.json`` (speed, memory, and an accuracy summary).
+
+Usage: ``python benchmarks/report.py [--results benchmarks/results] [--output docs/benchmarks.md]``.
+
+Every number in the page comes from the JSON; the page states the machine and date of each benchmark and says so
+when other jobs were running while it was measured. The accuracy section summarises ``transfer.json`` (written by
+``benchmarks/transfer_experiment.py``; details in ``docs/results.md``) when it is present.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import BUSY_CORES, REPO, RESULTS_DIR, load_results  # noqa: E402
+
+DOC = REPO / "docs" / "benchmarks.md"
+ORDER = ("pretrain", "finetune", "extract", "map")
+#: the paper's average improvement of fine-tuning over regional-only models (Zhang et al. 2025)
+PAPER_MAE_PCT = -10.93
+PAPER_CCC_PCT = 29.04
+TRANSFER_FILE = "transfer.json"
+
+
+# ------------------------------------------------------------------------------------------------ formatting
+def num(v: Any, nd: int = 2) -> str:
+    """A number for a table: ``–`` when missing, thousands separators for big values."""
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return "–"
+    if isinstance(v, int) and not isinstance(v, bool):
+        return f"{v:,}"
+    if abs(v) >= 1000:
+        return f"{v:,.0f}"
+    return f"{v:.{nd}f}"
+
+
+def pct(v: float | None) -> str:
+    return "–" if v is None or not math.isfinite(v) else f"{v:+.1f} %"
+
+
+def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    out += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
+    return out
+
+
+def _get(d: Mapping[str, Any], *keys: str) -> Any:
+    for k in keys:
+        if not isinstance(d, Mapping) or k not in d:
+            return None
+        d = d[k]
+    return d
+
+
+# ------------------------------------------------------------------------------------------------ sections
+def machine_section(results: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    rows, busy = [], []
+    for name in _ordered(results):
+        m = results[name].get("machine", {})
+        other = m.get("other_cpu_cores")
+        rows.append(
+            [
+                f"`{name}`",
+                m.get("date", "–"),
+                str(m.get("cpu_model", "–")),
+                num(m.get("cores")),
+                f"{num(m.get('ram_gb'), 1)} GiB",
+                str(m.get("torch", "–")),
+                str(m.get("device", "–")),
+                "–" if other is None else f"{other:.2f}",
+            ]
+        )
+        if other is not None and other > BUSY_CORES:
+            busy.append((name, other, m.get("cores")))
+    lines = [
+        "## Machine",
+        "",
+        *table(
+            ["benchmark", "date", "CPU", "cores", "RAM", "torch", "device", "other processes' CPU (cores)"],
+            rows,
+        ),
+        "",
+        "Absolute times hold for this hardware only. Ratios (speed-ups, exponents, end-to-end vs inference) were "
+        "measured side by side in one run and carry over better.",
+    ]
+    if busy:
+        worst = max(b[1] for b in busy)
+        lines += [
+            "",
+            f"**Measured while other jobs ran**: when {', '.join(f'`{b[0]}`' for b in busy)} started, other processes "
+            f"used up to {worst:.1f} of the machine's {busy[0][2]} cores. Absolute times are pessimistic and noisy "
+            "(a quiet machine is faster); rerun `make bench` on an idle machine before quoting them.",
+        ]
+    return lines
+
+
+def pretrain_section(r: Mapping[str, Any]) -> list[str]:
+    f, p = r["figures"], r["params"]
+    conv = f.get("convergence", {})
+    lines = [
+        "## Pretraining (`benchmarks/bench_pretrain.py`)",
+        "",
+        f"Global set: {num(f.get('samples'))} samples × {num(f.get('covariates'))} covariates "
+        f"({p.get('table', '')}). Preparing it (harmonising horizons, pooling, sampling the coarse pack) took "
+        f"{num(f.get('prepare_s'), 1)} s with a peak RSS of {num(f.get('prepare_peak_rss_mb'), 0)} MiB.",
+        "",
+        f"To convergence on {p.get('device', 'cpu')} ({p.get('members')} member(s), early stopping with patience "
+        f"{p.get('patience')}, at most {p.get('max_epochs')} epochs, batch {p.get('batch_size')}):",
+        "",
+        *table(
+            ["members", "epochs run (best)", "s / epoch", "fit wall time", "peak RSS", "validation MAE"],
+            [
+                [
+                    num(p.get("members")),
+                    ", ".join(
+                        f"{e} ({b})"
+                        for e, b in zip(
+                            conv.get("epochs_per_member", []), conv.get("best_epochs", []), strict=False
+                        )
+                    ),
+                    num(conv.get("epoch_s"), 3),
+                    f"{num(conv.get('fit_s'), 1)} s",
+                    f"{num(conv.get('peak_rss_mb'), 0)} MiB",
+                    f"{num(conv.get('validation_mae_gkg'))} g/kg",
+                ]
+            ],
+        ),
+    ]
+    scaling = f.get("scaling", {})
+    if scaling:
+        rows = [
+            [
+                k.lstrip("x") + "×",
+                num(v.get("n")),
+                num(v.get("epoch_s"), 3),
+                num(v.get("fit_s"), 1),
+                num(v.get("peak_rss_mb"), 0),
+            ]
+            for k, v in scaling.items()
+        ]
+        lines += [
+            "",
+            f"Scaling with synthetic larger tables (jittered copies of the real one), 1 member, "
+            f"{p.get('scaling_epochs')} epochs each, every scale in its own process:",
+            "",
+            *table(["scale", "samples", "s / epoch", "fit s (all stages)", "peak RSS (MiB)"], rows),
+            "",
+            f"Log-log scaling exponents (1 = linear): time per epoch **{num(f.get('scaling_exponent_epoch'))}**, "
+            f"whole fit {num(f.get('scaling_exponent_fit'))} (fixed costs weigh more at small n), peak RSS "
+            f"{num(f.get('scaling_exponent_rss'))}.",
+        ]
+    if not p.get("full"):
+        lines += [
+            "",
+            "Budget run; `python benchmarks/bench_pretrain.py --full` trains 5 members and 5 epochs per scale.",
+        ]
+    return lines
+
+
+def finetune_section(r: Mapping[str, Any]) -> list[str]:
+    f, p = r["figures"], r["params"]
+    sizes = p.get("sizes", [])
+    rows = []
+    for strategy in p.get("strategies", []):
+        per = f.get(strategy, {})
+        cells = [f"`{strategy}`"]
+        for n in sizes:
+            c = per.get(f"n{n}", {})
+            epochs = c.get("epochs_per_member") or []
+            cells.append(f"{num(c.get('fit_s'), 1)} s ({'/'.join(str(e) for e in epochs)} ep)")
+        cells.append(num(per.get("scaling_exponent")))
+        rows.append(cells)
+    return [
+        "## Fine-tuning (`benchmarks/bench_finetune.py`)",
+        "",
+        f"Wall time of `fit` from the shipped `{Path(str(p.get('model', ''))).name}` ({p.get('members')} members, "
+        f"each fine-tuned to early stopping; epochs run per member in brackets) on {p.get('region', '')}; "
+        f"`regional-branch` adds the {p.get('regional_covariates')} Edgeroi regional covariates.",
+        "",
+        *table(["strategy", *[f"n = {n}" for n in sizes], "exponent"], rows),
+        "",
+        f"Peak RSS of the whole run: {num(f.get('peak_rss_mb'), 0)} MiB. Time depends on how long early stopping "
+        "lets each member run as much as on n; `finetuned-gp` adds the Gaussian process fit (cubic in n).",
+    ]
+
+
+def extract_section(r: Mapping[str, Any]) -> list[str]:
+    f, p = r["figures"], r["params"]
+    loc = f.get("local", {})
+    lines = [
+        "## Covariate extraction (`benchmarks/bench_extract.py`)",
+        "",
+        *table(
+            ["source", "points", "covariates", "first call", "repeat call", "complete rows"],
+            [
+                [
+                    "local coarse pack",
+                    num(loc.get("points")),
+                    num(loc.get("covariates")),
+                    f"{num(loc.get('cold_points_per_s'), 0)} points/s ({num(loc.get('cold_s'))} s)",
+                    f"{num(loc.get('warm_points_per_s'), 0)} points/s ({num(loc.get('warm_s'))} s)",
+                    f"{100 * loc.get('complete_fraction', float('nan')):.1f} %",
+                ]
+            ],
+        ),
+    ]
+    ee = f.get("ee")
+    if ee:
+        rows = []
+        for k, v in ee.items():
+            if isinstance(v, Mapping) and k.startswith("workers"):
+                rows.append(
+                    [
+                        k.removeprefix("workers"),
+                        num(v.get("requests")),
+                        num(v.get("max_in_flight")),
+                        f"{num(v.get('seconds_s'))} s",
+                        num(v.get("points_per_s"), 0),
+                    ]
+                )
+        speedup = next((v for k, v in ee.items() if k.endswith("_speedup")), None)
+        lines += [
+            "",
+            f"Earth Engine path through the fake server (`tests/ee_fake_server.py`, own process) with "
+            f"{num(ee.get('latency_s'))} s injected per request: {num(ee.get('points'))} points in batches of "
+            f"{num(ee.get('batch'))}, `{p.get('ee_catalog')}` "
+            "catalog (its Earth Engine-buildable covariates). Not Earth Engine's real speed: it shows how much "
+            "concurrent requests hide latency.",
+            "",
+            *table(["concurrent requests", "requests", "max in flight", "time", "points/s"], rows),
+        ]
+        if speedup is not None:
+            lines += ["", f"Concurrency speed-up: **{num(speedup)}×**."]
+    lines += ["", f"Peak RSS of the whole run: {num(f.get('peak_rss_mb'), 0)} MiB."]
+    return lines
+
+
+def map_section(r: Mapping[str, Any]) -> list[str]:
+    f, p = r["figures"], r["params"]
+    lines = ["## Mapping (`benchmarks/bench_map.py`)", ""]
+    th = f.get("throughput")
+    if th:
+        lines += [
+            f"Throughput on the Edgeroi AOI ({th.get('grid')}, {num(th.get('pixels'))} valid pixels; "
+            f"{p.get('throughput', '')}):",
+            "",
+            *table(
+                ["path", "time", "pixels/s"],
+                [
+                    ["`run_map` end to end (reads, mean + interval, COGs, quick-look)", f"{num(th.get('end_to_end_s'))} s", num(th.get("end_to_end_pixels_per_s"), 0)],
+                    ["SoilNet inference only (`predict` + `predict_interval`)", f"{num(th.get('inference_s'))} s", num(th.get("inference_pixels_per_s"), 0)],
+                    ["scikit-learn RF `predict` (100 trees, same pixels)", f"{num(th.get('sklearn_rf_s'))} s", num(th.get("sklearn_rf_pixels_per_s"), 0)],
+                ],
+            ),
+            "",
+            f"End to end runs at {100 * (th.get('end_to_end_vs_inference') or math.nan):.0f} % of pure inference "
+            f"speed; the RF predicts {num(th.get('rf_vs_inference'), 1)}× faster than the network ensemble with "
+            "intervals (it computes no interval here).",
+            "",
+        ]  # fmt: skip
+    mem = f.get("memory")
+    if mem:
+        rows = [
+            [
+                k.removeprefix("side").replace("deg", "°"),
+                num(v.get("grid_pixels")),
+                num(v.get("tiles")),
+                num(v.get("peak_rss_mb"), 0),
+                num(v.get("map_s"), 1),
+                num(v.get("pixels_per_s"), 0),
+            ]
+            for k, v in mem.get("runs", {}).items()
+        ]
+        lines += [
+            f"Peak RSS against AOI size: square AOIs centred at {p.get('center')} with `{Path(str(p.get('model'))).name}` "
+            f"on {p.get('covariates')} at {num(p.get('scale_m'), 0)} m, {p.get('tile_size_memory')}-pixel tiles, each map "
+            "in its own process:",
+            "",
+            *table(["AOI side", "grid pixels", "tiles", "peak RSS (MiB)", "wall s", "pixels/s"], rows),
+            "",
+            f"Over {num(mem.get('pixels_max_over_min'), 0)}× more pixels, peak RSS grew {num(mem.get('rss_max_over_min'))}× "
+            f"(log-log exponent {num(mem.get('rss_exponent'), 3)}; 0 = flat).",
+            "",
+        ]
+    dk = f.get("dask")
+    if dk:
+        w = p.get("dask_workers", 2)
+        lines += [
+            f"Dask: the {num(p.get('dask_side_deg'), 0)}° AOI ({num(dk.get('grid_pixels'))} pixels, {num(dk.get('tiles'))} "
+            f"tiles of {p.get('tile_size_dask')}), serial against a LocalCluster of {w} single-threaded workers:",
+            "",
+            *table(
+                ["run", "wall time (with cluster start-up)", "tile prediction"],
+                [
+                    ["serial", f"{num(dk.get('serial_s'))} s", f"{num(dk.get('serial_predict_s'))} s"],
+                    [
+                        f"dask, {w} workers",
+                        f"{num(dk.get(f'dask{w}_s'))} s",
+                        f"{num(dk.get(f'dask{w}_predict_s'))} s",
+                    ],
+                ],
+            ),
+            "",
+            f"Speed-up {num(dk.get(f'dask{w}_speedup'))}× end to end, {num(dk.get(f'dask{w}_predict_speedup'))}× on "
+            "tile prediction. With 2 cores (shared) and a small map the cluster's start-up and task overhead can "
+            "outweigh the parallelism; the gain appears with more cores and larger maps.",
+        ]
+    return lines
+
+
+# ------------------------------------------------------------------------------------------------ accuracy
+def accuracy_rows(
+    transfer: Mapping[str, Any],
+) -> tuple[list[list[str]], dict[str, list[tuple[float, float]]]]:
+    """Per setting × size: fine-tuned and global MAE/CCC and their % change against rf, qrf and scratch."""
+    rows: list[list[str]] = []
+    pooled: dict[str, list[tuple[float, float]]] = {}
+    for name, res in transfer.get("settings", {}).items():
+        title = _get(res, "setting", "title") or name
+        by_size: dict[str, dict[str, Mapping[str, Any]]] = {}
+        for rec in res.get("summary", []):
+            by_size.setdefault(str(rec.get("size")), {})[str(rec.get("method"))] = rec
+        for size, methods in by_size.items():
+            for method in ("finetuned", "global"):
+                m = methods.get(method)
+                if m is None:
+                    continue
+                cells = [
+                    title if method == "finetuned" else "",
+                    size,
+                    _label(method),
+                    num(m.get("mae")),
+                    num(m.get("ccc")),
+                ]
+                for base in ("rf", "qrf", "scratch"):
+                    b = methods.get(base)
+                    if b is None:
+                        cells.append("–")
+                        continue
+                    d_mae, d_ccc = (
+                        change_pct(m.get("mae"), b.get("mae")),
+                        change_pct(m.get("ccc"), b.get("ccc")),
+                    )
+                    cells.append(f"{pct(d_mae)} / {pct(d_ccc)}")
+                    if math.isfinite(d_mae) and math.isfinite(d_ccc):
+                        pooled.setdefault(f"{method} vs {base}", []).append((d_mae, d_ccc))
+                rows.append(cells)
+    return rows, pooled
+
+
+def _label(method: str) -> str:
+    return "global, no fine-tuning" if method == "global" else method
+
+
+def change_pct(value: Any, base: Any) -> float:
+    """``100 · (value − base) / |base|``; NaN when either is missing or ``base`` is 0."""
+    try:
+        v, b = float(value), float(base)
+    except (TypeError, ValueError):
+        return math.nan
+    if not (math.isfinite(v) and math.isfinite(b)) or b == 0:
+        return math.nan
+    return 100.0 * (v - b) / abs(b)
+
+
+def accuracy_section(transfer: Mapping[str, Any] | None) -> list[str]:
+    lines = ["## Accuracy (summary)", ""]
+    if transfer is None:
+        return lines + [
+            f"`benchmarks/results/{TRANSFER_FILE}` is not there yet; `benchmarks/transfer_experiment.py` writes it "
+            "and [docs/results.md](results.md) explains the experiment."
+        ]
+    rows, pooled = accuracy_rows(transfer)
+    if not rows:
+        return lines + [
+            f"`{TRANSFER_FILE}` holds no per-size summary this report can read; see [docs/results.md](results.md)."
+        ]
+    meta = transfer.get("meta", {})
+    lines += [
+        f"From `benchmarks/results/{TRANSFER_FILE}` ({meta.get('date', 'date unknown')}; "
+        f"{meta.get('machine', '')}). Test-fold MAE (g/kg) and CCC, and each model's change against the regional-only "
+        "baselines as *MAE change / CCC change* (negative MAE and positive CCC changes are improvements). "
+        "Methods, folds and intervals: [docs/results.md](results.md).",
+        "",
+        *table(
+            ["setting", "n", "model", "MAE", "CCC", "vs RF", "vs QRF", "vs scratch"],
+            rows,
+        ),
+        "",
+        "Averaged over settings and sizes, against the paper's average for fine-tuning over regional-only models "
+        f"(Zhang et al. 2025: MAE {PAPER_MAE_PCT:+.2f} %, CCC {PAPER_CCC_PCT:+.2f} %):",
+        "",
+    ]
+    avg_rows = []
+    for key in sorted(pooled, key=lambda k: (not k.startswith("finetuned"), k)):
+        vals = pooled[key]
+        avg_rows.append(
+            [
+                key,
+                str(len(vals)),
+                pct(sum(v[0] for v in vals) / len(vals)),
+                pct(sum(v[1] for v in vals) / len(vals)),
+            ]
+        )
+    avg_rows.append(
+        ["paper: fine-tuned vs regional-only", "–", f"{PAPER_MAE_PCT:+.2f} %", f"{PAPER_CCC_PCT:+.2f} %"]
+    )
+    lines += table(["comparison", "cells", "mean MAE change", "mean CCC change"], avg_rows)
+    return lines
+
+
+# ------------------------------------------------------------------------------------------------ page
+SECTIONS = {
+    "pretrain": pretrain_section,
+    "finetune": finetune_section,
+    "extract": extract_section,
+    "map": map_section,
+}
+
+
+def _ordered(results: Mapping[str, Any]) -> list[str]:
+    return [n for n in ORDER if n in results] + sorted(n for n in results if n not in ORDER)
+
+
+def render(results: Mapping[str, Mapping[str, Any]], transfer: Mapping[str, Any] | None = None) -> str:
+    """The whole page from benchmark results (name → result) and the optional transfer experiment."""
+    lines = [
+        "# Benchmarks: speed, memory and accuracy",
+        "",
+        "Generated by `benchmarks/report.py` from `benchmarks/results/*.json`; do not edit by hand. Reproduce with "
+        "`make bench` (all speed/memory benchmarks, then this page) and check a change with `make bench-compare` "
+        "(fails when a figure is more than 20 % worse than the committed JSON).",
+        "",
+    ]
+    speed = {k: v for k, v in results.items() if k in SECTIONS}
+    if speed:
+        lines += machine_section(speed) + [""]
+    for name in _ordered(speed):
+        try:
+            lines += SECTIONS[name](speed[name]) + [""]
+        except (KeyError, TypeError, AttributeError) as exc:
+            lines += [f"## {name}", "", f"(result not readable by this report: {exc!r})", ""]
+    if not speed:
+        lines += ["No speed/memory results yet: run `make bench`.", ""]
+    lines += accuracy_section(transfer) + [""]
+    return "\n".join(lines)
+
+
+def load_transfer(folder: Path) -> dict[str, Any] | None:
+    import json
+
+    path = folder / TRANSFER_FILE
+    if not path.is_file():
+        return None
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    return doc if isinstance(doc, dict) else None
+
+
+def write_report(results_dir: Path = RESULTS_DIR, output: Path = DOC) -> Path:
+    results = {k: v for k, v in load_results(results_dir).items() if k in SECTIONS}
+    text = render(results, load_transfer(Path(results_dir)))
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(text)
+    return output
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--results", type=Path, default=RESULTS_DIR)
+    ap.add_argument("--output", type=Path, default=DOC)
+    args = ap.parse_args(argv)
+    print(write_report(args.results, args.output))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,75 @@
+"""Run every speed/memory benchmark (pretrain, finetune, extract, map), save their JSON, then regenerate the report.
+
+Usage: ``python benchmarks/run_all.py [--out-dir DIR] [--only map,extract] [--full] [--no-report] [--quick]``.
+
+Each benchmark runs in its own Python process (one at a time, so no two compete for the CPU) and writes
+``<out-dir>/<name>.json``; a failing benchmark is reported and the others still run (exit status 1 at the end).
+The default budget fits in 15 minutes on 2 cores; ``--full`` passes ``--full`` to the pretraining benchmark (5
+members, 5 epochs per scale). ``--quick`` uses tiny parameters (a smoke run of the whole pipeline, ~2 minutes).
+Unless ``--no-report``, ``docs/benchmarks.md`` is regenerated from ``--out-dir`` (only when it is the default
+``benchmarks/results``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import BENCH_DIR, RESULTS_DIR  # noqa: E402
+
+#: benchmark name → (script, default arguments, --quick arguments)
+BENCHMARKS: dict[str, tuple[str, list[str], list[str]]] = {
+    "pretrain": ("bench_pretrain.py", [], ["--max-epochs", "3", "--scales", "1,2"]),
+    "finetune": ("bench_finetune.py", [], ["--sizes", "50,100", "--strategies", "finetuned,regional-branch"]),
+    "extract": ("bench_extract.py", [], ["--points", "5000", "--ee-points", "500", "--ee-latency", "0.2"]),
+    "map": ("bench_map.py", [], ["--sides", "0.5,1", "--dask-side", "0", "--skip-throughput"]),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out-dir", type=Path, default=RESULTS_DIR)
+    ap.add_argument("--only", default=",".join(BENCHMARKS), help="comma-separated benchmark names")
+    ap.add_argument("--full", action="store_true", help="the pretraining benchmark's full budget")
+    ap.add_argument("--quick", action="store_true", help="tiny parameters: a smoke run")
+    ap.add_argument("--no-report", action="store_true", help="do not regenerate docs/benchmarks.md")
+    args = ap.parse_args(argv)
+    names = [n.strip() for n in args.only.split(",") if n.strip()]
+    unknown = [n for n in names if n not in BENCHMARKS]
+    if unknown:
+        ap.error(f"unknown benchmark(s) {', '.join(unknown)}; choose from {', '.join(BENCHMARKS)}")
+    failed = []
+    t_all = time.perf_counter()
+    for name in names:
+        script, default, quick = BENCHMARKS[name]
+        extra = quick if args.quick else default
+        if args.full and name == "pretrain":
+            extra = [*extra, "--full"]
+        cmd = [sys.executable, str(BENCH_DIR / script), *extra, "--out-dir", str(args.out_dir)]
+        print(f"[run_all] {name}: {' '.join(cmd[1:])}", file=sys.stderr, flush=True)
+        t0 = time.perf_counter()
+        rc = subprocess.call(cmd, stdout=subprocess.DEVNULL)
+        print(
+            f"[run_all] {name}: exit {rc} after {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True
+        )
+        if rc != 0:
+            failed.append(name)
+    print(f"[run_all] all done in {time.perf_counter() - t_all:.0f} s", file=sys.stderr)
+    if not args.no_report and args.out_dir.resolve() == RESULTS_DIR.resolve():
+        import report
+
+        path = report.write_report(RESULTS_DIR)
+        print(f"[run_all] wrote {path}", file=sys.stderr)
+    if failed:
+        print(f"[run_all] failed: {', '.join(failed)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
