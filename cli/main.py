@@ -24,6 +24,7 @@ COMMANDS = {
     "evaluate": "cli.model:evaluate",
     "map": "cli.map:map",
     "refresh": "cli.refresh:refresh",
+    "export": "cli.export:export",
 }
 
 

@@ -2,6 +2,8 @@
 
 It serves what earthengine-api and xee request: the discovery document and algorithm list bundled with
 earthengine-api, ``value:compute``, ``table:computeFeatures`` (with paging) and ``image:computePixels`` (NPY).
+For ``geesoil export`` it also keeps image assets: ``image:importExternal`` (COG-backed) and ``image:import``
+(ingestion) store the manifest in ``assets`` (asset name → manifest), and ``GET .../assets/NAME`` answers from it.
 Expressions are evaluated only as far as tests need: features and points are built for real, images are known
 by their band names (the names given by the outermost ``rename``/``select``/``addBands``) and every band name is
 looked up in ``rasters`` (band name → local single-band GeoTIFF, read with rasterio). Faults can be injected:
@@ -270,6 +272,8 @@ class FakeEarthEngine:
         self._lock = threading.Lock()
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
+        #: image assets created through image:importExternal / image:import: asset name → the request's manifest
+        self.assets: dict[str, dict[str, Any]] = {}
 
     # -- control
     def start(self) -> FakeEarthEngine:
@@ -320,7 +324,7 @@ class FakeEarthEngine:
                 return 200, "application/json", b'{"features": [ {"type": "Feat'
             return _error(fault.status, fault.message)
         if "$discovery" in path:
-            return 200, "application/json", DISCOVERY.read_bytes()
+            return 200, "application/json", _discovery_bytes()
         if path.endswith("/algorithms"):
             return 200, "application/json", ALGORITHMS.read_bytes()
         if self.latency_s:
@@ -332,6 +336,13 @@ class FakeEarthEngine:
                 return self._compute_features(body)
             if path.endswith("image:computePixels"):
                 return self._compute_pixels(body)
+            if path.endswith(("image:importExternal", "image:import")) and method == "POST":
+                return self._import_image(path, body)
+            if "/assets/" in path and method == "GET":
+                name = path.split("/", 2)[2]  # drop the version: /v1alpha/projects/P/assets/NAME
+                if name not in self.assets:
+                    return _error(404, f"Asset '{name}' not found.")
+                return _json(200, {"type": "IMAGE", "name": name, **self.assets[name]})
         except EvalError as exc:
             return _error(400, str(exc))
         return _error(404, f"fake Earth Engine does not serve {method} {path}")
@@ -363,6 +374,32 @@ class FakeEarthEngine:
         if start + size < len(feats):
             page["nextPageToken"] = str(start + size)
         return _json(200, page)
+
+    def _import_image(self, path: str, body: dict[str, Any]) -> tuple[int, str, bytes]:
+        """Check an ImageManifest the way Earth Engine would (names, uris, band → tileset links) and store it."""
+        manifest = body.get("imageManifest") or {}
+        name = manifest.get("name", "")
+        if not name.startswith("projects/") or "/assets/" not in name:
+            raise EvalError(f"invalid asset name {name!r}")
+        tileset_ids = set()
+        for ts in manifest.get("tilesets", []):
+            uris = [u for src in ts.get("sources", []) for u in src.get("uris", [])]
+            if not uris or not all(u.startswith("gs://") for u in uris):
+                raise EvalError(f"tileset {ts.get('id')!r}: sources must be gs:// uris, got {uris}")
+            tileset_ids.add(ts.get("id", ""))
+        for band in manifest.get("bands", []):
+            if band.get("tilesetId", "") not in tileset_ids:
+                raise EvalError(f"band {band.get('id')!r}: unknown tilesetId {band.get('tilesetId')!r}")
+        if not all(isinstance(v, int | float | str) for v in manifest.get("properties", {}).values()):
+            raise EvalError("properties must be numbers or strings")
+        with self._lock:
+            if name in self.assets and not body.get("overwrite"):
+                return _error(400, f"Cannot overwrite asset '{name}'.")
+            self.assets[name] = manifest
+        if path.endswith("image:importExternal"):
+            return _json(200, {})
+        project = path.split("/")[2:4]
+        return _json(200, {"name": f"{'/'.join(project)}/operations/IMPORT{len(self.assets)}", "done": False})
 
     def _compute_pixels(self, body: dict[str, Any]) -> tuple[int, str, bytes]:
         image = Evaluator(body["expression"]).run()
@@ -397,6 +434,24 @@ def _to_json(x: Any) -> Any:
     if isinstance(x, dict):
         return {k: _to_json(v) for k, v in x.items()}
     return x
+
+
+_DISCOVERY_CACHE: list[bytes] = []
+
+
+def _discovery_bytes() -> bytes:
+    """The bundled discovery document, plus ``image.importExternal`` (in the live API, missing from the bundle)."""
+    if not _DISCOVERY_CACHE:
+        doc = json.loads(DISCOVERY.read_text())
+        methods = doc["resources"]["projects"]["resources"]["image"]["methods"]
+        if "importExternal" not in methods and "import" in methods:
+            m = json.loads(json.dumps(methods["import"]))
+            m["id"] += "External"
+            m["path"] += "External"
+            m["flatPath"] += "External"
+            methods["importExternal"] = m
+        _DISCOVERY_CACHE.append(json.dumps(doc).encode())
+    return _DISCOVERY_CACHE[0]
 
 
 def _json(status: int, doc: Any) -> tuple[int, str, bytes]:
