@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import os
 import threading
 from collections.abc import Sequence
@@ -295,13 +296,24 @@ def _features_to_values(feats: list[dict[str, Any]], names: list[str], n: int, w
     # reduceRegions names the output after the reducer ("first") when the image has a single band.
     keys = ["first"] if len(names) == 1 else names
     seen = 0
+    rows: set[int] = set()
     for feat in feats:
         props = feat.get("properties") if isinstance(feat, dict) else None
-        if not isinstance(props, dict) or not isinstance(props.get(ROW_PROPERTY), int | float):
+        row = props.get(ROW_PROPERTY) if isinstance(props, dict) else None
+        # a bool is an int to Python, and 0.5 would truncate to row 0: neither is a row Earth Engine sends
+        if (
+            isinstance(row, bool)
+            or not isinstance(row, int | float)
+            or not math.isfinite(row)
+            or row != int(row)
+        ):
             raise EarthEngineError(f"{what}: malformed feature in Earth Engine's answer: {str(feat)[:200]}")
-        i = int(props[ROW_PROPERTY])
+        i = int(row)
         if not 0 <= i < n:
             raise EarthEngineError(f"{what}: Earth Engine returned an unknown row {i}")
+        if i in rows:  # a garbled answer: another row would silently stay NaN
+            raise EarthEngineError(f"{what}: Earth Engine returned row {i} twice")
+        rows.add(i)
         for j, key in enumerate(keys):
             v = props.get(key)
             if isinstance(v, int | float) and not isinstance(v, bool):
