@@ -54,6 +54,41 @@ FIXED: tuple[tuple[str, str, str], ...] = (
         "`ModelError` without the file name ('rf model: not a skops archive')",
         "`geesoil/model/io.py`: the model file's path is prefixed to loader `ModelError`s",
     ),
+    (
+        "Earth Engine extraction whose cache write hits a full disk (`ENOSPC` in `to_parquet`)",
+        "the whole extraction failed with a traceback and left a `.tmp<pid>` file in the cache",
+        "`geesoil/ee/source.py`: the failed cache entry is cleaned up and logged; values are still returned",
+    ),
+    (
+        "two `geesoil map` runs on the same `-o` at once",
+        "nothing stopped them: both wrote tiles, `settings.json` and COGs into the same folder",
+        "`geesoil/mapping/run.py`: `fcntl` lock `OUT/.tiles/map.lock`; the second run gets `MapLocked`",
+    ),
+    (
+        "`geesoil map` SIGKILLed during the COG write",
+        "its `.cog-*` temporary folder stayed in the output folder for good",
+        "`geesoil/mapping/run.py`: stale `.cog-*` folders are removed once the map lock is held",
+    ),
+    (
+        "`geesoil map` onto a full disk (`ENOSPC`) or a read-only folder (`EROFS`)",
+        "a Python traceback and exit code 1",
+        "`cli/main.py`: one `Error: cannot write ...` line, exit code 2",
+    ),
+    (
+        "service-account key with `client_email`, `private_key` or `token_uri` null",
+        "accepted at login ('service account None'), failed later at the first token refresh",
+        "`geesoil/ee/auth.py`: one-line `EarthEngineError` 'malformed service_account key (no client_email)'",
+    ),
+    (
+        "`geesoil map -o PATH` where PATH (or a parent) is an existing file",
+        "`FileExistsError` traceback after planning",
+        "`geesoil/mapping/run.py`: the plan refuses it ('is a file, not a folder'), exit code 2",
+    ),
+    (
+        "Earth Engine answer naming row 0 three times for three points (or rows `0.5`, `true`)",
+        "accepted: rows 1 and 2 silently stayed NaN (read as 'no data there')",
+        "`geesoil/ee/source.py`: duplicate and non-integer rows raise `EarthEngineError`",
+    ),
 )
 
 

@@ -520,3 +520,115 @@ def test_any_job_toml_parses_or_raises_geesoil_error(
         _one_line_error(exc)
         return
     assert job.name
+
+
+# ---- geesoil map through the CLI: exit 0 or 2, one line, no output on error --------------------------------------
+
+
+@pytest.fixture(scope="module")
+def map_world(tmp_path_factory: pytest.TempPathFactory, pack_dir: Path, rf_model: Path) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("cli-map")
+    bad = root / "badpack"
+    bad.mkdir()
+    for f in pack_dir.iterdir():
+        (bad / f.name).write_bytes(f.read_bytes())
+    (bad / "elev.tif").write_bytes(b"II*\x00garbage" * 10)
+    not_a_file = root / "taken"
+    not_a_file.write_text("a file where the output folder should go", encoding="utf-8")
+    return {"pack": pack_dir, "model": rf_model, "bad": bad, "taken": not_a_file, "root": root}
+
+
+BBOX = "149.6,-30.2,149.9,-30.05"
+MAP_CASES = {
+    "garbage raster in the pack": ["--covariates", "{bad}"],
+    "model is a JSON file": ["--model", "{pack}/pack.json"],
+    "AOI outside the covariates": ["--aoi", "10,10,11,11"],
+    "AOI across the antimeridian": ["--aoi", "179,-10,-179,-9"],
+    "AOI bbox with NaN": ["--aoi", "nan,-30.2,149.9,-30.05"],
+    "tile size 0": ["--tile-size", "0"],
+    "scale NaN": ["--scale", "nan"],
+    "scale negative": ["--scale", "-1000"],
+    "unknown CRS": ["--crs", "EPSG:99999"],
+    "alpha 2": ["--alpha", "2"],
+    "-o is a file": ["-o", "{taken}"],
+    "-o below a file": ["-o", "{taken}/maps"],
+}
+
+
+@pytest.mark.parametrize("case", sorted(MAP_CASES))
+def test_cli_map_with_bad_options_exits_2_with_one_line_and_no_output(
+    map_world: dict[str, Path], tmp_path: Path, case: str
+) -> None:
+    from click.testing import CliRunner
+
+    from cli.main import cli
+
+    out = tmp_path / "maps"
+    opts = {
+        "--aoi": BBOX,
+        "--model": "{model}",
+        "--covariates": "{pack}",
+        "--tile-size": "16",
+        "-o": str(out),
+    }
+    over = MAP_CASES[case]
+    opts.update(dict(zip(over[::2], over[1::2], strict=True)))
+    args = ["map", "--quiet"] + [x.format(**map_world) for kv in opts.items() for x in kv]
+    reliability.tried("CLI geesoil map with bad options")
+    res = CliRunner().invoke(cli, args)
+    assert res.exit_code == 2, (case, res.output, res.exception)
+    errors = [ln for ln in res.stderr.splitlines() if ln.startswith("Error:")]
+    assert len(errors) == 1, res.stderr
+    assert "Traceback" not in res.output
+    assert not out.exists() or not any(p for p in out.iterdir() if not p.name.startswith("."))
+
+
+# ---- Earth Engine answers --------------------------------------------------------------------------------------
+
+
+_FEATURE = st.fixed_dictionaries(
+    {
+        "type": st.just("Feature"),
+        "properties": st.fixed_dictionaries(
+            {
+                "geesoil_row": st.one_of(
+                    st.integers(-1, 4), st.floats(-1, 4), st.booleans(), st.text(max_size=2)
+                )
+            },
+            optional={"elevation": JSON, "bio01": st.one_of(st.floats(), st.integers(), st.none())},
+        ),
+    }
+)
+
+
+@FUZZ
+@given(feats=st.one_of(st.lists(JSON, max_size=6), st.lists(_FEATURE, max_size=5)))
+def test_any_earth_engine_feature_answer_gives_values_or_one_line_error(feats: list) -> None:
+    from geesoil.ee.source import ROW_PROPERTY, _features_to_values
+    from geesoil.errors import EarthEngineError
+
+    reliability.tried("Earth Engine computeFeatures answers (malformed, truncated)")
+    names = ["elevation", "bio01"]
+    try:
+        out = _features_to_values(feats, names, 3, "batch 1/1")
+    except EarthEngineError as exc:
+        assert "\n" not in _one_line_error(exc)
+        return
+    assert out.shape == (3, 2)
+    assert sorted(int(f["properties"][ROW_PROPERTY]) for f in feats) == [0, 1, 2]
+
+
+def test_garbled_earth_engine_rows_are_refused() -> None:
+    """Found by the answer fuzzer: rows [0, 0, 0] for 3 points were accepted, leaving rows 1 and 2 silently NaN."""
+    from geesoil.ee.source import _features_to_values
+    from geesoil.errors import EarthEngineError
+
+    reliability.tried("Earth Engine computeFeatures answers (hand-written)", 3)
+    feat = {"properties": {"geesoil_row": 0, "first": 1.5}}
+    with pytest.raises(EarthEngineError, match="row 0 twice"):
+        _features_to_values([feat] * 3, ["x"], 3, "batch 1/1")
+    for row in (0.5, True):
+        with pytest.raises(EarthEngineError, match="malformed feature"):
+            _features_to_values([{"properties": {"geesoil_row": row}}], ["x"], 1, "batch 1/1")
+    good = [{"properties": {"geesoil_row": i, "first": 10.0 * i}} for i in (2, 0, 1)]
+    assert _features_to_values(good, ["x"], 3, "b").ravel().tolist() == [0.0, 10.0, 20.0]
