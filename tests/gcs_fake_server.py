@@ -47,6 +47,7 @@ class FakeGcs:
 
     def __init__(self, buckets: tuple[str, ...] = ("test-bucket",), page_size: int = 1000) -> None:
         self.buckets = set(buckets)
+        self.locations: dict[str, str] = {}  # bucket → location reported in its metadata (default US)
         self.page_size = page_size
         self.objects: dict[tuple[str, str], bytes] = {}
         self.content_types: dict[tuple[str, str], str] = {}
@@ -55,6 +56,12 @@ class FakeGcs:
         self._sessions: dict[str, dict[str, Any]] = {}
         self._lock = threading.Lock()
         self._httpd: ThreadingHTTPServer | None = None
+        self._fail_uploads: list[int] = []  # statuses for the next upload requests
+
+    def fail_uploads(self, status: int = 503, times: int = 1, after: int = 0) -> None:
+        """Answer ``status`` to ``times`` upload requests, after letting ``after`` more succeed."""
+        with self._lock:
+            self._fail_uploads.extend([0] * after + [status] * times)
 
     def start(self) -> FakeGcs:
         handler = type("Handler", (_Handler,), {"fake": self})
@@ -127,6 +134,10 @@ class FakeGcs:
         parts = [unquote(p) for p in path.split("/")]
         # /upload/storage/v1/b/BUCKET/o
         if path.startswith("/upload/storage/v1/b/"):
+            with self._lock:
+                fail = self._fail_uploads.pop(0) if self._fail_uploads else 0
+            if fail:
+                return _err(fail, "Backend Error (injected)")
             bucket = parts[5]
             if bucket not in self.buckets:
                 return _err(404, f"bucket {bucket} not found")
@@ -155,7 +166,8 @@ class FakeGcs:
             if bucket not in self.buckets:
                 return _err(404, f"The specified bucket does not exist: {bucket}")
             if len(parts) == 5:  # bucket metadata
-                return _json(200, {"kind": "storage#bucket", "name": bucket, "id": bucket})
+                doc = {"kind": "storage#bucket", "name": bucket, "id": bucket}
+                return _json(200, doc | {"location": self.locations.get(bucket, "US")})
             if len(parts) == 6:  # listing
                 return self._list(bucket, query)
             name = "/".join(parts[6:])

@@ -140,6 +140,35 @@ def test_large_files_go_up_in_resumable_chunks(
     assert [c.status for c in puts] == [308, 308, 200]  # 256 KiB + 256 KiB + the rest
 
 
+def test_a_failed_upload_is_reported_and_a_rerun_uploads_only_the_rest(
+    folder: Path, fake_gcs: FakeGcs
+) -> None:
+    loc = GcsLocation(BUCKET, "f")
+    names = _published(folder)
+    fake_gcs.fail_uploads(503, times=1, after=2)
+    with pytest.raises(
+        ExportError, match=r"gs://test-bucket/f: Cloud Storage refused the request \(ServiceUnavailable"
+    ):
+        export_to_gcs(folder, loc, fake_gcs.client(), retry=None)
+    assert len(_objects(fake_gcs, "f")) == 2
+    result = export_to_gcs(folder, loc, fake_gcs.client(), retry=None)
+    assert len(result["uploaded"]) == len(names) - 2 and len(result["skipped"]) == 2
+    assert _objects(fake_gcs, "f") == {n: (folder / n).read_bytes() for n in names}
+
+
+def test_transient_errors_are_retried_by_the_client(tmp_path: Path, fake_gcs: FakeGcs) -> None:
+    from google.api_core.retry import Retry
+    from google.cloud.storage.retry import DEFAULT_RETRY
+
+    f = tmp_path / "a.tif"
+    f.write_bytes(b"x" * 1000)
+    fake_gcs.fail_uploads(503, times=2)
+    fast: Retry = DEFAULT_RETRY.with_delay(initial=0.01, maximum=0.05)
+    result = upload_files([f], GcsLocation(BUCKET, ""), fake_gcs.client(), retry=fast)
+    assert result.uploaded == ["a.tif"] and fake_gcs.objects[(BUCKET, "a.tif")] == f.read_bytes()
+    assert [c.status for c in fake_gcs.uploads()] == [503, 503, 200]
+
+
 def test_missing_bucket_is_a_one_line_error(folder: Path, fake_gcs: FakeGcs) -> None:
     with pytest.raises(ExportError, match="bucket 'no-such-bucket' not found"):
         export_to_gcs(folder, GcsLocation("no-such-bucket", "x"), fake_gcs.client())
@@ -267,6 +296,20 @@ def test_existing_asset_is_refused_before_uploading_then_replaced_with_overwrite
     summary = export_to_ee_asset(folder, ASSET, loc, fake_gcs.client(), overwrite=True)
     assert summary["uploaded"] == ["soc_mean.tif"]
     assert ee_server.calls_to("image:importExternal")[-1].body["overwrite"] is True
+
+
+def test_a_bucket_outside_the_us_is_warned_about_for_cog_backed_assets(
+    folder: Path, fake_gcs: FakeGcs, ee_server: FakeEarthEngine, caplog: pytest.LogCaptureFixture
+) -> None:
+    fake_gcs.locations[BUCKET] = "EUROPE-WEST1"
+    with caplog.at_level("WARNING", logger="geesoil.publish.run"):
+        export_to_ee_asset(folder, ASSET, GcsLocation(BUCKET, "w"), fake_gcs.client())
+    assert "EUROPE-WEST1" in caplog.text and "--ingest" in caplog.text
+    caplog.clear()
+    fake_gcs.locations[BUCKET] = "us"
+    with caplog.at_level("WARNING", logger="geesoil.publish.run"):
+        export_to_ee_asset(folder, ASSET, GcsLocation(BUCKET, "w"), fake_gcs.client(), overwrite=True)
+    assert caplog.text == ""
 
 
 def test_ingest_starts_an_import_task(folder: Path, fake_gcs: FakeGcs, ee_server: FakeEarthEngine) -> None:

@@ -25,6 +25,7 @@ CONTENT_TYPES = {".tif": "image/tiff", ".png": "image/png", ".json": "applicatio
 #: Bucket names: 3–63 characters (up to 222 with dots), lowercase letters, digits, ``-``, ``_`` and ``.``.
 _BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]$")
 _SCHEMES = ("gs://", "gcs://")
+_CLIENT_DEFAULT = object()  # keep google-cloud-storage's own retry policy
 
 
 @dataclass(frozen=True)
@@ -129,6 +130,22 @@ def _explain(exc: Exception, location: GcsLocation) -> ExportError:
     return ExportError(f"{location}: Cloud Storage refused the request ({type(exc).__name__}: {msg})")
 
 
+#: Bucket locations Earth Engine reads COG-backed assets from (``US``, ``us-central1`` and the predefined
+#: dual-region ``NAM4`` = us-central1 + us-east1; custom dual-regions report ``US``). Ingestion reads any bucket.
+EE_COG_LOCATIONS = frozenset({"US", "US-CENTRAL1", "NAM4"})
+
+
+def bucket_location(client: Any, bucket: str) -> str | None:
+    """The bucket's location (``US``, ``EUROPE-WEST1``...), or None when it cannot be read (no permission...)."""
+    from google.api_core import exceptions as gexc
+
+    try:
+        return (client.get_bucket(bucket).location or "").upper() or None
+    except (gexc.GoogleAPIError, OSError) as exc:
+        log.debug("cannot read the location of bucket %s: %s", bucket, exc)
+        return None
+
+
 def remote_objects(client: Any, location: GcsLocation) -> dict[str, tuple[int, str | None]]:
     """Object name → (size, crc32c) of every object under the prefix."""
     from google.api_core import exceptions as gexc
@@ -154,10 +171,14 @@ def upload_files(
     *,
     chunk_size: int = CHUNK_SIZE,
     progress: bool = False,
+    retry: Any = _CLIENT_DEFAULT,
 ) -> UploadResult:
     """Upload ``files`` to ``location`` as ``<prefix>/<file name>``, skipping objects with the same size and CRC32C.
 
-    Every upload sends its CRC32C, so Cloud Storage rejects a corrupted transfer. Returns what was done.
+    Every upload sends its CRC32C, so Cloud Storage rejects a corrupted transfer. Transient errors (429, 5xx,
+    dropped connections) are retried by the client with backoff for up to two minutes (``retry``: a
+    ``google.api_core.retry.Retry``, or None for no retries); what still fails raises :class:`ExportError`, and
+    a rerun uploads only what is missing. Returns what was done.
     """
     from google.api_core import exceptions as gexc
     from tqdm import tqdm
@@ -180,11 +201,13 @@ def upload_files(
             size = path.stat().st_size
             blob = bucket.blob(location.object_name(path.name))
             blob.chunk_size = chunk_size
+            kwargs = {} if retry is _CLIENT_DEFAULT else {"retry": retry}
             try:
                 blob.upload_from_filename(
                     str(path),
                     content_type=CONTENT_TYPES.get(path.suffix, "application/octet-stream"),
                     checksum="crc32c",
+                    **kwargs,
                 )
             except gexc.GoogleAPIError as exc:
                 raise _explain(exc, location) from None

@@ -8,7 +8,7 @@ from typing import Any
 
 from geesoil.publish.ee_asset import asset_path, image_manifest, parse_asset_id, register
 from geesoil.publish.folder import asset_properties, read_map_folder
-from geesoil.publish.gcs import CHUNK_SIZE, GcsLocation, upload_files
+from geesoil.publish.gcs import CHUNK_SIZE, EE_COG_LOCATIONS, GcsLocation, bucket_location, upload_files
 
 log = logging.getLogger(__name__)
 
@@ -20,10 +20,14 @@ def export_to_gcs(
     *,
     progress: bool = False,
     chunk_size: int = CHUNK_SIZE,
+    **upload_kw: Any,
 ) -> dict[str, Any]:
-    """Upload a map folder's outputs and ``run.json`` to ``location``; returns a summary (JSON-ready)."""
+    """Upload a map folder's outputs and ``run.json`` to ``location``; returns a summary (JSON-ready).
+
+    ``upload_kw`` goes to :func:`~geesoil.publish.gcs.upload_files` (e.g. ``retry=None``).
+    """
     mf = read_map_folder(folder)
-    result = upload_files(mf.files, location, client, progress=progress, chunk_size=chunk_size)
+    result = upload_files(mf.files, location, client, progress=progress, chunk_size=chunk_size, **upload_kw)
     return {
         "folder": str(mf.path),
         "gcs": str(location),
@@ -67,6 +71,15 @@ def export_to_ee_asset(
         raise ExportError(
             f"asset {asset_id} already exists; add --overwrite to replace it or choose another name"
         )
+    if not ingest:
+        where = bucket_location(client, location.bucket)
+        if where is not None and where not in EE_COG_LOCATIONS:
+            log.warning(
+                "bucket %s is in %s: Earth Engine reads COG-backed assets only from US, us-central1 or a dual-region "
+                "with us-central1, so registration will likely fail; use such a bucket or --ingest",
+                location.bucket,
+                where,
+            )
     summary = export_to_gcs(mf.path, location, client, progress=progress, chunk_size=chunk_size)
     manifest = image_manifest(asset_id, mf, summary["objects"], asset_properties(mf))
     summary.update(register(manifest, ingest=ingest, overwrite=overwrite))
