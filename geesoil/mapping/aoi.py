@@ -72,7 +72,7 @@ def _parse_bbox(text: str) -> tuple[float, float, float, float] | None:
 def read_aoi(spec: str | Path) -> AOI:
     """An AOI from ``minx,miny,maxx,maxy`` (WGS84 degrees) or a GeoJSON/GPKG/shapefile of polygons (any CRS)."""
     text = str(spec).strip()
-    bbox = _parse_bbox(text) if not Path(text).exists() else None
+    bbox = _parse_bbox(text) if not _is_file(Path(text)) else None
     if bbox is not None:
         minx, miny, maxx, maxy = bbox
         if not all(map(math.isfinite, bbox)):
@@ -90,8 +90,11 @@ def read_aoi(spec: str | Path) -> AOI:
         if not (maxx > minx and maxy > miny):
             raise AOIError(f"AOI bbox {text!r} is empty: give minx < maxx and miny < maxy")
         return validate_aoi(sgeom.box(minx, miny, maxx, maxy), f"bbox {text}")
-    path = Path(text).expanduser()
-    if not path.exists():
+    try:
+        path = Path(text).expanduser()
+    except RuntimeError:  # "~name" of a user this machine does not know
+        path = Path(text)
+    if not _is_file(path):
         raise AOIError(
             f"AOI {text!r} is neither a file nor a bbox; give a GeoJSON/GPKG/shapefile or minx,miny,maxx,maxy"
         )
@@ -119,6 +122,14 @@ def read_aoi(spec: str | Path) -> AOI:
     if CRS.from_user_input(frame.crs) != CRS.from_user_input(WGS84):
         frame = frame.to_crs(WGS84)
     return validate_aoi(unary_union(list(frame.geometry)), str(path))
+
+
+def _is_file(path: Path) -> bool:
+    """``path.exists()`` that answers False for names no file can have (NUL bytes, too long)."""
+    try:
+        return path.exists()
+    except (OSError, ValueError):
+        return False
 
 
 def validate_aoi(geom: BaseGeometry, source: str) -> AOI:
