@@ -39,4 +39,6 @@ def coarse_pack(shared_data: Path) -> Path:
 @pytest.fixture(scope="session")
 def edgeroi_pack(shared_data: Path) -> Path:
     return _require(shared_data / "regional" / "edgeroi")
+
+
 from reliability import pytest_runtest_logreport, pytest_sessionfinish  # noqa: F401  (hardening report)

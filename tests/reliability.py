@@ -89,6 +89,11 @@ FIXED: tuple[tuple[str, str, str], ...] = (
         "accepted: rows 1 and 2 silently stayed NaN (read as 'no data there')",
         "`geesoil/ee/source.py`: duplicate and non-integer rows raise `EarthEngineError`",
     ),
+    (
+        "`--aoi '~0'` (home of an unknown user) or an AOI text with a NUL byte",
+        "`RuntimeError` / `ValueError` tracebacks from `pathlib`",
+        "`geesoil/mapping/aoi.py`: such texts are not files: `AOIError` 'neither a file nor a bbox'",
+    ),
 )
 
 

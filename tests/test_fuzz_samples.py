@@ -282,7 +282,7 @@ def test_any_geopackage_loads_or_raises_geesoil_error(df: pd.DataFrame, xy: list
     _read_or_geesoil_error(path)
 
 
-@CHEAP
+@settings(FUZZ, max_examples=25)
 @given(
     crs=st.one_of(
         st.text(max_size=20), st.sampled_from(["EPSG:28355", "EPSG:0", "EPSG:999999", "+proj=bogus", "4326"])
