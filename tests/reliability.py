@@ -9,6 +9,7 @@ leaves the committed report as it is.
 from __future__ import annotations
 
 import datetime as dt
+import os
 import threading
 from collections import Counter
 from pathlib import Path
@@ -95,6 +96,11 @@ FIXED: tuple[tuple[str, str, str], ...] = (
         "`geesoil/mapping/aoi.py`: such texts are not files: `AOIError` 'neither a file nor a bbox'",
     ),
 )
+
+
+def examples(n: int) -> int:
+    """``n`` hypothesis examples, times ``$GEESOIL_FUZZ_SCALE`` (default 1; e.g. 20 for a long bug hunt)."""
+    return n * max(1, int(os.environ.get("GEESOIL_FUZZ_SCALE", "1")))
 
 
 def tried(category: str, n: int = 1) -> None:

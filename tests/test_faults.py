@@ -525,3 +525,24 @@ dir = "out"
     assert v2.version != v1.version and read_manifest(out, job)["latest"] == v2.version
     doc = __import__("json").loads((out / v2.version / "run.json").read_text())
     _valid_cogs(out / v2.version, doc)
+
+
+def test_ee_torn_cache_files_of_a_killed_run_are_refetched(fake_ee, tmp_path: Path, caplog) -> None:  # noqa: ANN001
+    """What a kill mid-write could leave: a stray temporary file and a final file cut short (a copy, a sync)."""
+    cache = tmp_path / "cache"
+    clean = _source(cache_dir=cache).sample(_points())
+    files = sorted(cache.glob("*.parquet"))
+    assert len(files) == 3
+    raw = files[0].read_bytes()
+    files[0].write_bytes(raw[: len(raw) // 3])
+    files[1].with_suffix(".tmp4242-1").write_bytes(raw[:100])
+    reliability.injected("torn Earth Engine cache files", 2)
+    n_calls = len(fake_ee.calls_to("computeFeatures"))
+    with caplog.at_level("WARNING"):
+        again = _source(cache_dir=cache).sample(_points())
+    pd.testing.assert_frame_equal(again, clean)
+    assert len(fake_ee.calls_to("computeFeatures")) == n_calls + 1  # only the torn batch
+    assert "ignoring unreadable cache file" in caplog.text
+    third = _source(cache_dir=cache).sample(_points())  # the torn file was replaced by a good one
+    pd.testing.assert_frame_equal(third, clean)
+    assert len(fake_ee.calls_to("computeFeatures")) == n_calls + 1

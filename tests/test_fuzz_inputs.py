@@ -30,11 +30,11 @@ from geesoil.mapping.aoi import AOI, aoi_grid, default_crs, read_aoi, resolution
 from geesoil.model.io import load_model, read_metadata, save_model
 
 FUZZ = settings(
-    max_examples=100,
+    max_examples=reliability.examples(100),
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
-CHEAP = settings(FUZZ, max_examples=50)
+CHEAP = settings(FUZZ, max_examples=reliability.examples(50))
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED_NET = REPO / "assets" / "models" / "global-starter-v1.geesoil"
 
@@ -637,3 +637,36 @@ def test_garbled_earth_engine_rows_are_refused() -> None:
             _features_to_values([{"properties": {"geesoil_row": row}}], ["x"], 1, "batch 1/1")
     good = [{"properties": {"geesoil_row": i, "first": 10.0 * i}} for i in (2, 0, 1)]
     assert _features_to_values(good, ["x"], 3, "b").ravel().tolist() == [0.0, 10.0, 20.0]
+
+
+JOB_CASES = {
+    "not TOML": "name = [unclosed\n",
+    "not UTF-8": b'name = "\xff\xfe"\n',
+    "unknown table": '[aoi]\nbbox = [149.6, -30.2, 149.9, -30.05]\n[model]\nfile = "{model}"\n[covariates]\nsources = ["{pack}"]\n[output]\ndir = "out"\n[gird]\nscale = 1000\n',
+    "bbox of strings": '[aoi]\nbbox = ["a", "b", "c", "d"]\n[model]\nfile = "{model}"\n[covariates]\nsources = ["{pack}"]\n[output]\ndir = "out"\n',
+    "missing model file": '[aoi]\nbbox = [149.6, -30.2, 149.9, -30.05]\n[model]\nfile = "nope.geesoil"\n[covariates]\nsources = ["{pack}"]\n[output]\ndir = "out"\n',
+    "window in the future": '[aoi]\nbbox = [149.6, -30.2, 149.9, -30.05]\n[model]\nfile = "{model}"\n[covariates]\nsources = ["{pack}"]\nwindow = "last -3 full years"\n[output]\ndir = "out"\n',
+    "keep 0": '[aoi]\nbbox = [149.6, -30.2, 149.9, -30.05]\n[model]\nfile = "{model}"\n[covariates]\nsources = ["{pack}"]\n[output]\ndir = "out"\n[retention]\nkeep = 0\n',
+}
+
+
+@pytest.mark.parametrize("case", sorted(JOB_CASES))
+def test_cli_refresh_with_bad_job_files_exits_2_and_writes_nothing(
+    job_inputs: dict[str, Path], tmp_path: Path, case: str
+) -> None:
+    from click.testing import CliRunner
+
+    from cli.main import cli
+
+    raw = JOB_CASES[case]
+    job = tmp_path / "job.toml"
+    if isinstance(raw, bytes):
+        job.write_bytes(raw)
+    else:
+        job.write_text(raw.format(model=job_inputs["model"], pack=job_inputs["pack"]), encoding="utf-8")
+    reliability.tried("CLI geesoil refresh with bad job files")
+    res = CliRunner().invoke(cli, ["refresh", str(job), "--workdir", str(tmp_path)])
+    assert res.exit_code == 2, (case, res.output, res.exception)
+    errors = [ln for ln in res.stderr.splitlines() if ln.startswith("Error:")]
+    assert len(errors) == 1 and "Traceback" not in res.output, res.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["job.toml"]

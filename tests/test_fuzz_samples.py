@@ -22,11 +22,11 @@ from geesoil.errors import GeesoilError
 from geesoil.samples import TARGET_BOUNDS, load_samples, read_samples
 
 FUZZ = settings(
-    max_examples=120,
+    max_examples=reliability.examples(120),
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
-CHEAP = settings(FUZZ, max_examples=60)
+CHEAP = settings(FUZZ, max_examples=reliability.examples(60))
 
 #: Column names a generator draws from: canonical names, aliases, case variants, junk and unicode.
 NAMES = st.sampled_from(
@@ -282,7 +282,7 @@ def test_any_geopackage_loads_or_raises_geesoil_error(df: pd.DataFrame, xy: list
     _read_or_geesoil_error(path)
 
 
-@settings(FUZZ, max_examples=25)
+@settings(FUZZ, max_examples=reliability.examples(25))
 @given(
     crs=st.one_of(
         st.text(max_size=20), st.sampled_from(["EPSG:28355", "EPSG:0", "EPSG:999999", "+proj=bogus", "4326"])
