@@ -1,8 +1,9 @@
 """Idempotent uploads to Cloud Storage: ``<prefix>/<file>`` objects, skipped when size and CRC32C already match.
 
 Uses ``google-cloud-storage``'s client: multipart uploads up to its 8 MiB limit, resumable uploads in
-:data:`CHUNK_SIZE` chunks above it (each chunk retried on its own, so a large COG survives a flaky link). A rerun lists the prefix once and uploads only
-files whose object is missing or differs, so an interrupted export is finished by running it again.
+:data:`CHUNK_SIZE` chunks above it (each chunk retried on its own, so a large COG survives a flaky link). A rerun
+lists the prefix once and uploads only files whose object is missing or differs, so an interrupted export is
+finished by running it again.
 """
 
 from __future__ import annotations

@@ -57,10 +57,12 @@ def export_to_ee_asset(
     overwrite: bool = False,
     progress: bool = False,
     chunk_size: int = CHUNK_SIZE,
+    **upload_kw: Any,
 ) -> dict[str, Any]:
     """Upload the folder, then register the COGs as one image asset (needs ``ee`` initialised); returns a summary.
 
     The asset's existence is checked before anything is uploaded, so a refused export costs no transfer.
+    ``upload_kw`` goes to :func:`~geesoil.publish.gcs.upload_files`.
     """
     from geesoil.publish.ee_asset import asset_exists
     from geesoil.publish.folder import ExportError
@@ -80,7 +82,7 @@ def export_to_ee_asset(
                 location.bucket,
                 where,
             )
-    summary = export_to_gcs(mf.path, location, client, progress=progress, chunk_size=chunk_size)
+    summary = export_to_gcs(mf.path, location, client, progress=progress, chunk_size=chunk_size, **upload_kw)
     manifest = image_manifest(asset_id, mf, summary["objects"], asset_properties(mf))
     summary.update(register(manifest, ingest=ingest, overwrite=overwrite))
     summary["bands"] = [b["id"] for b in manifest["bands"]]
