@@ -187,6 +187,8 @@ def aoi_grid(aoi: AOI, crs: str, resolution: float) -> Grid:
     bounds = geom.bounds
     if not all(np.isfinite(bounds)):
         raise AOIError(f"AOI {aoi.source} cannot be projected to {crs}; choose another --crs")
+    if not (bounds[2] > bounds[0] and bounds[3] > bounds[1]):  # a sliver that projects onto a line
+        raise AOIError(f"AOI {aoi.source} has no width or height in {crs}; give an AOI with an area")
     return Grid.from_bounds(bounds, crs, resolution)
 
 
