@@ -100,7 +100,7 @@ def load_model(path: str | Path) -> SoilModel:
     path = Path(path)
     doc = read_metadata(path)
     kind = doc.get("kind")
-    if kind not in _REGISTRY:
+    if not isinstance(kind, str) or kind not in _REGISTRY:
         raise ModelError(f"{path}: unknown model kind {kind!r}; known: {', '.join(sorted(_REGISTRY))}")
     try:
         with zipfile.ZipFile(path) as zf:
