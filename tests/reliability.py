@@ -95,6 +95,16 @@ FIXED: tuple[tuple[str, str, str], ...] = (
         "`RuntimeError` / `ValueError` tracebacks from `pathlib`",
         "`geesoil/mapping/aoi.py`: such texts are not files: `AOIError` 'neither a file nor a bbox'",
     ),
+    (
+        "`--aoi -1.0,-1.4920548254706504e-40,0.0,0.0` (a bbox 1.5e-40° tall)",
+        "`ValueError: empty bounds` from `Grid.from_bounds` once projected",
+        "`geesoil/mapping/aoi.py`: `aoi_grid` raises `AOIError` 'has no width or height'",
+    ),
+    (
+        'model file whose `model.json` has `"kind": ["rf"]`',
+        "`TypeError: unhashable type: 'list'` in `load_model`",
+        "`geesoil/model/io.py`: a non-string kind is an unknown kind (`ModelError`)",
+    ),
 )
 
 

@@ -670,3 +670,17 @@ def test_cli_refresh_with_bad_job_files_exits_2_and_writes_nothing(
     errors = [ln for ln in res.stderr.splitlines() if ln.startswith("Error:")]
     assert len(errors) == 1 and "Traceback" not in res.output, res.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["job.toml"]
+
+
+def test_sliver_aoi_and_list_kind_found_by_the_long_hunt(rf_model: Path, tmp_path: Path) -> None:
+    """GEESOIL_FUZZ_SCALE=15 found these: a bbox 1.5e-40° tall made Grid.from_bounds raise ValueError, and a
+    model.json whose kind is a list raised TypeError (unhashable) in load_model."""
+    reliability.tried("AOI bbox strings (hand-written)")
+    reliability.tried("model files: hand-written model.json")
+    aoi = read_aoi("-1.0,-1.4920548254706504e-40,0.0,0.0")
+    with pytest.raises(GeesoilError, match="no width or height"):
+        aoi_grid(aoi, default_crs(aoi), resolution_in(5000.0, default_crs(aoi)))
+    doc = json.loads(zipfile.ZipFile(rf_model).read("model.json"))
+    path = _rewrite(rf_model, tmp_path / "k.geesoil", meta=json.dumps({**doc, "kind": ["rf"]}).encode())
+    with pytest.raises(ModelError, match="unknown model kind"):
+        load_model(path)
