@@ -11,8 +11,8 @@ Three measurements, each in its own child process (so each has its own peak RSS)
    split by 100 km blocks as for the shipped model. Default 1 member; ``--full`` trains the default 5-member ensemble.
 3. ``scaling``: the same table enlarged ×1, ×10, ×100 synthetically (copies with lon/lat jittered by up to 0.05°,
    continuous covariates by ±2 %, SOC by ±5 %) and trained for a fixed ``--scaling-epochs`` (no early stopping).
-   Figures: seconds per epoch, whole-fit seconds (encoding, calibration included) and peak RSS per scale, and the
-   log-log scaling exponents (1 = linear). ``--full`` trains 5 epochs per scale.
+   Figures: seconds per epoch, whole-fit seconds (encoding, calibration included), peak RSS and the RSS just before
+   ``fit`` (interpreter, torch and the table) per scale, and the log-log scaling exponents (1 = linear). ``--full`` trains 5 epochs per scale.
 
 Training threads: geesoil trains with one intra-op thread (``geesoil.model.train.TRAIN_THREADS``).
 """
@@ -20,6 +20,7 @@ Training threads: geesoil trains with one intra-op thread (``geesoil.model.train
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import sys
 import tempfile
@@ -41,6 +42,7 @@ from common import (  # noqa: E402
     scaling_exponent,
     shared_data,
     timer,
+    vm_rss_mb,
 )
 
 NAME = "pretrain"
@@ -135,12 +137,15 @@ def train(
 
     if warmup:  # first-call costs (allocator, kernels) are not per-epoch costs
         model(1, 1).fit(frame.iloc[:2048], y[:2048], groups=groups[:2048])
+    gc.collect()
+    rss_before = vm_rss_mb()
     with timer() as t:
         fitted = model(max_epochs, members).fit(frame, y, groups=groups)
     loop_s = sum(m["seconds"] for m in fitted.members_)
     epochs = sum(m["epochs"] for m in fitted.members_)
     return {
         "n": len(frame),
+        "rss_before_fit_mb": rss_before,
         "fit_s": t.s,
         "train_loop_s": loop_s,
         "epochs": epochs,
@@ -189,6 +194,7 @@ def run(
                 "epoch_s": child.value["epoch_s"],
                 "fit_s": child.value["fit_s"],
                 "peak_rss_mb": child.peak_rss_mb,
+                "rss_before_fit_mb": child.value["rss_before_fit_mb"],
             }
     figures: dict[str, Any] = {
         "samples": prep.value["n"],

@@ -294,15 +294,24 @@ def run_child(
     return ChildResult(doc["value"], wall, peak)
 
 
-def vm_hwm_mb() -> float | None:
-    """This process's peak resident set since its last ``exec`` (``VmHWM``, Linux), or None elsewhere."""
+def _proc_status_mb(field: str) -> float | None:
     try:
         for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1]) / 1024
     except (OSError, ValueError):
         pass
     return None
+
+
+def vm_hwm_mb() -> float | None:
+    """This process's peak resident set since its last ``exec`` (``VmHWM``, Linux), or None elsewhere."""
+    return _proc_status_mb("VmHWM")
+
+
+def vm_rss_mb() -> float | None:
+    """This process's current resident set (``VmRSS``, Linux), or None elsewhere."""
+    return _proc_status_mb("VmRSS")
 
 
 def _child_main(func: str, kwargs_json: str, out: str) -> None:

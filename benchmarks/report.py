@@ -26,6 +26,8 @@ ORDER = ("pretrain", "finetune", "extract", "map")
 PAPER_MAE_PCT = -10.93
 PAPER_CCC_PCT = 29.04
 TRANSFER_FILE = "transfer.json"
+#: peak-RSS exponents (log RSS on log pixels) up to this count as flat
+FLAT_EXPONENT = 0.05
 
 
 # ------------------------------------------------------------------------------------------------ formatting
@@ -140,6 +142,7 @@ def pretrain_section(r: Mapping[str, Any]) -> list[str]:
                 num(v.get("n")),
                 num(v.get("epoch_s"), 3),
                 num(v.get("fit_s"), 1),
+                num(v.get("rss_before_fit_mb"), 0),
                 num(v.get("peak_rss_mb"), 0),
             ]
             for k, v in scaling.items()
@@ -149,7 +152,17 @@ def pretrain_section(r: Mapping[str, Any]) -> list[str]:
             f"Scaling with synthetic larger tables (jittered copies of the real one), 1 member, "
             f"{p.get('scaling_epochs')} epochs each, every scale in its own process:",
             "",
-            *table(["scale", "samples", "s / epoch", "fit s (all stages)", "peak RSS (MiB)"], rows),
+            *table(
+                [
+                    "scale",
+                    "samples",
+                    "s / epoch",
+                    "fit s (all stages)",
+                    "RSS before fit (MiB)",
+                    "peak RSS (MiB)",
+                ],
+                rows,
+            ),
             "",
             f"Log-log scaling exponents (1 = linear): time per epoch **{num(f.get('scaling_exponent_epoch'))}**, "
             f"whole fit {num(f.get('scaling_exponent_fit'))} (fixed costs weigh more at small n), peak RSS "
@@ -285,7 +298,7 @@ def map_section(r: Mapping[str, Any]) -> list[str]:
             *table(["AOI side", "grid pixels", "tiles", "peak RSS (MiB)", "wall s", "pixels/s"], rows),
             "",
             f"Over {num(mem.get('pixels_max_over_min'), 0)}× more pixels, peak RSS grew {num(mem.get('rss_max_over_min'))}× "
-            f"(log-log exponent {num(mem.get('rss_exponent'), 3)}; 0 = flat).",
+            f"(log-log exponent {num(mem.get('rss_exponent'), 3)}; 0 = flat). {flatness(mem)}",
             "",
         ]
     dk = f.get("dask")
@@ -312,6 +325,28 @@ def map_section(r: Mapping[str, Any]) -> list[str]:
             "outweigh the parallelism; the gain appears with more cores and larger maps.",
         ]
     return lines
+
+
+def flatness(mem: Mapping[str, Any]) -> str:
+    """One sentence judging the peak-RSS series: flat, or growing with the AOI."""
+    exp = mem.get("rss_exponent")
+    if exp is None or not math.isfinite(exp):
+        return ""
+    if exp <= FLAT_EXPONENT:
+        return "Memory is flat: it does not depend on the AOI size."
+    runs = list(mem.get("runs", {}).values())
+    same_tiles = [r for r in runs if r.get("tiles", 0) > 1]
+    extra = ""
+    if len(same_tiles) >= 2:
+        a, b = same_tiles[0], same_tiles[-1]
+        extra = (
+            f" Between the multi-tile maps ({num(a.get('tiles'))} and {num(b.get('tiles'))} tiles of the same size) it "
+            f"rose {num(b['peak_rss_mb'] - a['peak_rss_mb'], 0)} MiB."
+        )
+    return (
+        f"**Not flat** (exponent above {FLAT_EXPONENT}): peak memory grows with the AOI although tiles have a "
+        f"fixed size.{extra}"
+    )
 
 
 # ------------------------------------------------------------------------------------------------ accuracy
@@ -428,6 +463,25 @@ def _ordered(results: Mapping[str, Any]) -> list[str]:
     return [n for n in ORDER if n in results] + sorted(n for n in results if n not in ORDER)
 
 
+HOW_TO = [
+    "## Reproduce",
+    "",
+    "```",
+    "make bench                       # every benchmark (< 15 min on 2 cores), then this page",
+    "make bench-compare               # a fresh run into build/bench-fresh, compared with the committed JSON",
+    "python benchmarks/bench_pretrain.py --full             # 5 members, 5 epochs per scale",
+    "python benchmarks/bench_pretrain.py --device cuda      # on a GPU (also bench_finetune.py --device cuda)",
+    "python benchmarks/bench_map.py --sides 1,2,4,8,16      # a larger memory series",
+    "python benchmarks/report.py                            # this page from benchmarks/results/*.json",
+    "```",
+    "",
+    "Each benchmark prints one JSON object (name, params, machine, figures) and saves it to "
+    "`benchmarks/results/<name>.json`. Figure names carry their direction: `*_per_s` and `*_speedup` higher is "
+    "better, `*_s` and `*_mb` lower is better; `compare.py` flags a change of more than 20 % in the worse direction.",
+    "",
+]
+
+
 def render(results: Mapping[str, Mapping[str, Any]], transfer: Mapping[str, Any] | None = None) -> str:
     """The whole page from benchmark results (name → result) and the optional transfer experiment."""
     lines = [
@@ -449,6 +503,7 @@ def render(results: Mapping[str, Mapping[str, Any]], transfer: Mapping[str, Any]
     if not speed:
         lines += ["No speed/memory results yet: run `make bench`.", ""]
     lines += accuracy_section(transfer) + [""]
+    lines += HOW_TO
     return "\n".join(lines)
 
 

@@ -124,7 +124,13 @@ def fake_results(other_cores: float) -> dict[str, dict]:
             },
             "scaling": {
                 "x1": {"n": 21631, "epoch_s": 0.15, "fit_s": 2.0, "peak_rss_mb": 530.0},
-                "x10": {"n": 216310, "epoch_s": 1.5, "fit_s": 9.0, "peak_rss_mb": 900.0},
+                "x10": {
+                    "n": 216310,
+                    "epoch_s": 1.5,
+                    "fit_s": 9.0,
+                    "peak_rss_mb": 900.0,
+                    "rss_before_fit_mb": 600.0,
+                },
             },
             "scaling_exponent_epoch": 1.0,
             "scaling_exponent_fit": 0.65,
@@ -169,10 +175,10 @@ def test_report_states_figures_machine_and_a_busy_machine():
     assert "Test CPU" in busy and "2026-01-01 00:00 UTC" in busy
     assert "Measured while other jobs ran" in busy and "1.5 of the machine's 2 cores" in busy
     assert "| 1 | 57 (37) | 0.150 | 31.4 s | 530 MiB | 7.25 g/kg |" in busy
-    assert "| 10× | 216,310 | 1.500 | 9.0 | 900 |" in busy
+    assert "| 10× | 216,310 | 1.500 | 9.0 | 600 | 900 |" in busy
     assert "26.8 s (86/31/100 ep)" in busy
     assert "| 8° | 790,000 | 16 | 480 |" in busy
-    assert "peak RSS grew 1.02×" in busy
+    assert "peak RSS grew 1.02×" in busy and "Memory is flat" in busy
     quiet = report.render(fake_results(other_cores=0.0))
     assert "Measured while other jobs ran" not in quiet
 
@@ -310,3 +316,17 @@ def test_extract_benchmark_smoke(coarse_pack, tmp_path, capsys):
     assert ee["workers1"]["max_in_flight"] == 1 and 1 <= ee["workers2"]["max_in_flight"] <= 2
     assert ee["workers1"]["covariates"] == 5 and ee["workers2_vs_1_speedup"] > 0
     assert doc["machine"]["cores"] >= 1 and doc["figures"]["peak_rss_mb"] > 0
+
+
+def test_flatness_sentence_names_growth_between_multi_tile_maps():
+    mem = {
+        "runs": {
+            "side2deg": {"tiles": 1, "peak_rss_mb": 590.0},
+            "side4deg": {"tiles": 4, "peak_rss_mb": 623.0},
+            "side8deg": {"tiles": 16, "peak_rss_mb": 737.0},
+        },
+        "rss_exponent": 0.1,
+    }
+    text = report.flatness(mem)
+    assert text.startswith("**Not flat**") and "4 and 16 tiles" in text and "rose 114 MiB" in text
+    assert report.flatness({**mem, "rss_exponent": 0.01}).startswith("Memory is flat")
