@@ -94,7 +94,7 @@ def compare_results(
 
 
 def machine_warnings(baseline: Mapping[str, Any], fresh: Mapping[str, Any]) -> list[str]:
-    """What differs between the two runs' machines (CPU model, cores, device)."""
+    """What differs between the two runs' machines (CPU model, cores, device) and parameters."""
     out = []
     m0, m1 = baseline.get("machine", {}), fresh.get("machine", {})
     for k in ("cpu_model", "cores", "device"):
@@ -102,6 +102,10 @@ def machine_warnings(baseline: Mapping[str, Any], fresh: Mapping[str, Any]) -> l
             out.append(
                 f"{fresh.get('name')}: {k} differs ({m0.get(k)!r} → {m1.get(k)!r}); absolute times do not compare"
             )
+    p0, p1 = baseline.get("params", {}), fresh.get("params", {})
+    changed = sorted(k for k in p0.keys() | p1.keys() if p0.get(k) != p1.get(k))
+    if changed:
+        out.append(f"{fresh.get('name')}: parameters differ ({', '.join(changed)}); figures may not compare")
     return out
 
 

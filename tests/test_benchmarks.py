@@ -85,13 +85,15 @@ def test_compare_cli_exit_status_and_machine_warning(tmp_path, capsys):
     common.save_result(result("map", {"map_s": 10.0, "pixels_per_s": 100.0}), base_dir)
     common.save_result(result("map", {"map_s": 11.0, "pixels_per_s": 95.0}), good_dir)
     other = {**MACHINE, "cpu_model": "Other CPU"}
-    common.save_result(result("map", {"map_s": 12.5, "pixels_per_s": 100.0}, machine=other), bad_dir)
+    bad = result("map", {"map_s": 12.5, "pixels_per_s": 100.0}, machine=other)
+    bad["params"] = {"sides_deg": [1, 2]}
+    common.save_result(bad, bad_dir)
     capsys.readouterr()
     assert compare.main(["--fresh", str(good_dir), "--baseline", str(base_dir)]) == 0
     assert compare.main(["--fresh", str(bad_dir), "--baseline", str(base_dir)]) == 1
     out = capsys.readouterr()
     assert "regression" in out.out and "map_s" in out.out
-    assert "cpu_model differs" in out.err
+    assert "cpu_model differs" in out.err and "parameters differ (sides_deg)" in out.err
     # nothing to compare is a failure too (a broken run must not pass the gate)
     assert compare.main(["--fresh", str(tmp_path / "empty"), "--baseline", str(base_dir)]) == 1
 
