@@ -319,7 +319,8 @@ def test_ee_fault_storms_are_retried_within_bounds_then_one_line(
     msg = str(info.value)
     assert "\n" not in msg and "3 of 3 batches failed" in msg and "run again to resume" in msg
     assert len(fake_ee.calls_to("computeFeatures")) <= 3 * (FAST.retries + 1)
-    assert not list((tmp_path / "cache").glob("*")) if (tmp_path / "cache").exists() else True
+    cache = tmp_path / "cache"
+    assert not cache.exists() or not list(cache.iterdir())  # nothing cached from failed batches
 
 
 def test_ee_transient_faults_recover_and_match_a_clean_run(fake_ee, tmp_path: Path) -> None:  # noqa: ANN001
@@ -546,3 +547,55 @@ def test_ee_torn_cache_files_of_a_killed_run_are_refetched(fake_ee, tmp_path: Pa
     third = _source(cache_dir=cache).sample(_points())  # the torn file was replaced by a good one
     pd.testing.assert_frame_equal(third, clean)
     assert len(fake_ee.calls_to("computeFeatures")) == n_calls + 1
+
+
+_KILLABLE_EXTRACT = textwrap.dedent(
+    """
+    import sys
+    sys.path.insert(0, {tests!r})
+    import ee
+    import pandas as pd
+    from ee_fake_server import fake_login
+    from geesoil.ee.auth import initialize
+    from geesoil.ee.limits import RetryPolicy
+    from geesoil.ee.source import EarthEngineSource
+
+    ee.deprecation._FetchDataCatalogStac = dict
+    initialize(project="test", url={url!r}, login=fake_login(), environ={{}}, connect_timeout_s=2)
+    src = EarthEngineSource("coarse-global-v1", cache_dir={cache!r}, batch_size=5, max_workers=1, progress=False,
+                            retry=RetryPolicy(retries=1, base_s=0.01, max_s=0.05))
+    src.sample(pd.read_parquet({points!r}))
+    """
+)
+
+
+def test_sigkill_during_ee_extraction_then_rerun_fetches_only_the_rest(fake_ee, tmp_path: Path) -> None:  # noqa: ANN001
+    points = _points(30, seed=5)
+    clean = _source().sample(points)
+    points.to_parquet(tmp_path / "points.parquet")
+    cache = tmp_path / "cache"
+    script = _KILLABLE_EXTRACT.format(
+        tests=str(REPO / "tests"), url=fake_ee.url, cache=str(cache), points=str(tmp_path / "points.parquet")
+    )
+    fake_ee.latency_s = 0.3  # each of the 6 batches takes a while: the kill lands mid-extraction
+    proc = subprocess.Popen([sys.executable, "-c", script], cwd=REPO, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 60
+        while len(list(cache.glob("*.parquet"))) < 2:
+            assert proc.poll() is None, proc.stderr.read().decode()[-2000:] if proc.stderr else ""
+            assert time.monotonic() < deadline, "the child never cached a batch"
+            time.sleep(0.02)
+        os.kill(proc.pid, signal.SIGKILL)
+        reliability.injected("SIGKILL during Earth Engine extraction")
+    finally:
+        proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL
+    fake_ee.latency_s = 0.0
+    time.sleep(0.5)  # the killed child's last request is still being answered (and recorded) by the server
+    done = len(list(cache.glob("*.parquet")))
+    assert 2 <= done < 6
+    n_calls = len(fake_ee.calls_to("computeFeatures"))
+    again = _source(cache_dir=cache, batch_size=5).sample(points)
+    pd.testing.assert_frame_equal(again, clean)
+    assert len(fake_ee.calls_to("computeFeatures")) - n_calls == 6 - done  # only the unfinished batches
+    assert len(list(cache.glob("*.parquet"))) == 6
