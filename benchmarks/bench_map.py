@@ -41,6 +41,7 @@ from common import (  # noqa: E402
     scaling_exponent,
     shared_data,
     timer,
+    vm_rss_mb,
 )
 
 NAME = "map"
@@ -133,9 +134,10 @@ def bbox(center: tuple[float, float], side_deg: float) -> str:
 def map_child(
     aoi: str, model: str, covariates: list[str], scale: float, tile_size: int, dask_workers: int | None = None
 ) -> dict[str, Any]:
-    """Child: one ``run_map`` into a temporary folder; returns pixel counts and timings."""
+    """Child: one map (``plan_map`` + ``execute``) into a temporary folder; returns pixel counts, timings and the
+    resident memory after planning (model and sources loaded) and after the run."""
     logging.basicConfig(level=logging.ERROR)
-    from geesoil.mapping.run import MapRequest, run_map
+    from geesoil.mapping.run import MapRequest, execute, plan_map
 
     with tempfile.TemporaryDirectory(prefix="geesoil-bench-map-") as tmp:
         req = MapRequest(
@@ -150,8 +152,13 @@ def map_child(
             dask_workers=dask_workers,
         )
         with timer() as t:
-            doc = run_map(req)
+            plan = plan_map(req)
+            rss_planned = vm_rss_mb()
+            doc = execute(plan)
+        rss_end = vm_rss_mb()
     return {
+        "rss_after_plan_mb": rss_planned,
+        "rss_end_mb": rss_end,
         "grid_pixels": doc["pixels"]["grid"],
         "valid_pixels": doc["pixels"]["valid"],
         "tiles": doc["tiles"]["tiles"],
@@ -181,7 +188,9 @@ def memory_series(
             "grid_pixels": v["grid_pixels"],
             "valid_pixels": v["valid_pixels"],
             "tiles": v["tiles"],
+            "rss_after_plan_mb": v["rss_after_plan_mb"],
             "peak_rss_mb": child.peak_rss_mb,
+            "rss_end_mb": v["rss_end_mb"],
             "map_s": v["map_s"],
             "pixels_per_s": v["grid_pixels"] / v["map_s"],
         }

@@ -284,7 +284,9 @@ def map_section(r: Mapping[str, Any]) -> list[str]:
                 k.removeprefix("side").replace("deg", "°"),
                 num(v.get("grid_pixels")),
                 num(v.get("tiles")),
+                num(v.get("rss_after_plan_mb"), 0),
                 num(v.get("peak_rss_mb"), 0),
+                num(v.get("rss_end_mb"), 0),
                 num(v.get("map_s"), 1),
                 num(v.get("pixels_per_s"), 0),
             ]
@@ -295,7 +297,19 @@ def map_section(r: Mapping[str, Any]) -> list[str]:
             f"on {p.get('covariates')} at {num(p.get('scale_m'), 0)} m, {p.get('tile_size_memory')}-pixel tiles, each map "
             "in its own process:",
             "",
-            *table(["AOI side", "grid pixels", "tiles", "peak RSS (MiB)", "wall s", "pixels/s"], rows),
+            *table(
+                [
+                    "AOI side",
+                    "grid pixels",
+                    "tiles",
+                    "RSS after planning (MiB)",
+                    "peak RSS (MiB)",
+                    "RSS at the end (MiB)",
+                    "wall s",
+                    "pixels/s",
+                ],
+                rows,
+            ),
             "",
             f"Over {num(mem.get('pixels_max_over_min'), 0)}× more pixels, peak RSS grew {num(mem.get('rss_max_over_min'))}× "
             f"(log-log exponent {num(mem.get('rss_exponent'), 3)}; 0 = flat). {flatness(mem)}",

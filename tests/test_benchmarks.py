@@ -160,7 +160,14 @@ def fake_results(other_cores: float) -> dict[str, dict]:
             "memory": {
                 "runs": {
                     "side1deg": {"grid_pixels": 12656, "tiles": 1, "peak_rss_mb": 470.0, "map_s": 4.0},
-                    "side8deg": {"grid_pixels": 790000, "tiles": 16, "peak_rss_mb": 480.0, "map_s": 40.0},
+                    "side8deg": {
+                        "grid_pixels": 790000,
+                        "tiles": 16,
+                        "rss_after_plan_mb": 380.0,
+                        "peak_rss_mb": 480.0,
+                        "rss_end_mb": 450.0,
+                        "map_s": 40.0,
+                    },
                 },
                 "rss_exponent": 0.005,
                 "rss_max_over_min": 1.02,
@@ -179,7 +186,7 @@ def test_report_states_figures_machine_and_a_busy_machine():
     assert "| 1 | 57 (37) | 0.150 | 31.4 s | 530 MiB | 7.25 g/kg |" in busy
     assert "| 10× | 216,310 | 1.500 | 9.0 | 600 | 900 |" in busy
     assert "26.8 s (86/31/100 ep)" in busy
-    assert "| 8° | 790,000 | 16 | 480 |" in busy
+    assert "| 8° | 790,000 | 16 | 380 | 480 | 450 |" in busy
     assert "peak RSS grew 1.02×" in busy and "Memory is flat" in busy
     quiet = report.render(fake_results(other_cores=0.0))
     assert "Measured while other jobs ran" not in quiet
