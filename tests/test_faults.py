@@ -591,7 +591,11 @@ def test_sigkill_during_ee_extraction_then_rerun_fetches_only_the_rest(fake_ee, 
         proc.wait(timeout=30)
     assert proc.returncode == -signal.SIGKILL
     fake_ee.latency_s = 0.0
-    time.sleep(0.5)  # the killed child's last request is still being answered (and recorded) by the server
+    # the killed child's last request may still be answered (and recorded) by the server: let it drain
+    deadline = time.monotonic() + 10
+    while fake_ee._in_flight and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.1)
     done = len(list(cache.glob("*.parquet")))
     assert 2 <= done < 6
     n_calls = len(fake_ee.calls_to("computeFeatures"))
