@@ -626,7 +626,14 @@ def _parse_dates(path: Path, col: pd.Series) -> pd.Series:
         out = pd.to_datetime(years.where(ok).astype("Int64").astype("string"), format="%Y", errors="coerce")
     else:
         text = col.astype("string").str.strip()
-        out = pd.to_datetime(text, errors="coerce", format="mixed")
+        try:
+            out = pd.to_datetime(text, errors="coerce", format="mixed")
+        except ValueError:  # several UTC offsets in one column: read them all in UTC
+            out = pd.to_datetime(text, errors="coerce", format="mixed", utc=True)
+    if isinstance(out.dtype, pd.DatetimeTZDtype):
+        out = out.dt.tz_convert("UTC").dt.tz_localize(None)
+    # "-1" parses as the year -1, which no sample has and Python's date cannot hold
+    out = out.where(out.isna() | out.dt.year.between(1000, 2200))
     n_bad = int((col.notna() & out.isna()).sum())
     if n_bad:
         logger.warning(
