@@ -40,6 +40,11 @@ FIXED: tuple[tuple[str, str, str], ...] = (
         "`geesoil/samples.py`: `SampleFileError` 'has two columns named 'lon'; rename or drop one'",
     ),
     (
+        "sample table with a `date` of `-1`, or dates with different UTC offsets in one column",
+        "'-1' became the year -1 and `summary()` crashed (`NotImplementedError`); mixed offsets raised `ValueError`",
+        "`geesoil/samples.py`: dates outside 1000-2200 are left empty (and counted); mixed offsets read in UTC",
+    ),
+    (
         "model file whose `model.json` is `[1, 2]`, `null`, has `format_version: null`, or `medians: null`",
         "AttributeError / TypeError tracebacks from `read_metadata` and `from_state`",
         "`geesoil/model/io.py`: shape checks; loader errors of any kind become `ModelError` naming the file",

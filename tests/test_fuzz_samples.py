@@ -379,3 +379,20 @@ def test_columns_equal_after_stripping_blanks_are_one_clear_error(suffix: str, t
     reliability.tried("samples: hand-written edge cases")
     with pytest.raises(GeesoilError, match="two columns named 'lon'"):
         read_samples(path)
+
+
+def test_dates_out_of_range_or_with_mixed_offsets_are_read_or_left_empty(tmp_path: Path) -> None:
+    """Found by the GeoJSON fuzzer: a date '-1' parsed as the year -1 and summary() crashed on it; a column
+    mixing UTC offsets raised ValueError from pandas."""
+    reliability.tried("samples: hand-written edge cases", 2)
+    path = tmp_path / "dates.csv"
+    path.write_text("lon,lat,oc_gkg,date\n150,-30,3,-1\n150,-31,3,2019-05-01\n", encoding="utf-8")
+    ss = read_samples(path)
+    assert ss.frame["date"].isna().tolist() == [True, False]
+    assert ss.summary()["date_range"] == ("2019-05-01", "2019-05-01")
+    path.write_text(
+        "lon,lat,oc_gkg,date\n150,-30,3,2020-01-01T00:00+01:00\n150,-31,3,2020-01-01T12:00+05:00\n",
+        encoding="utf-8",
+    )
+    dates = read_samples(path).frame["date"]
+    assert [str(d) for d in dates] == ["2019-12-31 23:00:00", "2020-01-01 07:00:00"]  # both in UTC
