@@ -1,6 +1,6 @@
 """Benchmark: mapping — throughput, peak memory against AOI size, and a 2-worker Dask LocalCluster against serial.
 
-Usage: ``python benchmarks/bench_map.py [--sides 1,2,4,8] [--dask-side 6] [--scale 1000] [--skip-throughput]``.
+Usage: ``python benchmarks/bench_map.py [--sides 1,2,4,8] [--full] [--dask-side 6] [--scale 1000] [--skip-throughput]``.
 
 ``throughput`` (``map_throughput.py``'s measurement): on the Edgeroi AOI with the Edgeroi regional pack at 100 m and a
 small SoilNet (2 members) trained on the Edgeroi profiles, the end-to-end pixels/s of ``run_map`` (covariate reads,
@@ -280,7 +280,10 @@ def run(
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--sides", default="1,2,4,8", help="AOI side lengths in degrees (empty: skip)")
+    ap.add_argument(
+        "--sides", default=None, help="AOI side lengths in degrees (default 1,2,4,8; empty: skip)"
+    )
+    ap.add_argument("--full", action="store_true", help="the memory series up to a 16° AOI (3.2M pixels)")
     ap.add_argument("--center", default=f"{CENTER[0]},{CENTER[1]}", help="lon,lat of the AOI centre")
     ap.add_argument("--scale", type=float, default=1000.0, help="metres")
     ap.add_argument(
@@ -292,6 +295,8 @@ def main(argv: list[str] | None = None) -> None:
     add_output_args(ap)
     args = ap.parse_args(argv)
     lon, lat = (float(v) for v in args.center.split(","))
+    if args.sides is None:
+        args.sides = "1,2,4,8,16" if args.full else "1,2,4,8"
     result = run(
         sides=tuple(float(s) for s in args.sides.split(",") if s.strip()),
         center=(lon, lat),

@@ -485,7 +485,7 @@ HOW_TO = [
     "make bench-compare               # a fresh run into build/bench-fresh, compared with the committed JSON",
     "python benchmarks/bench_pretrain.py --full             # 5 members, 5 epochs per scale",
     "python benchmarks/bench_pretrain.py --device cuda      # on a GPU (also bench_finetune.py --device cuda)",
-    "python benchmarks/bench_map.py --sides 1,2,4,8,16      # a larger memory series",
+    "python benchmarks/bench_map.py --full                  # the memory series up to a 16° AOI",
     "python benchmarks/report.py                            # this page from benchmarks/results/*.json",
     "```",
     "",

@@ -5,7 +5,7 @@ Usage: ``python benchmarks/run_all.py [--out-dir DIR] [--only map,extract] [--fu
 Each benchmark runs in its own Python process (one at a time, so no two compete for the CPU) and writes
 ``<out-dir>/<name>.json``; a failing benchmark is reported and the others still run (exit status 1 at the end).
 The default budget fits in 15 minutes on 2 cores; ``--full`` passes ``--full`` to the pretraining benchmark (5
-members, 5 epochs per scale). ``--quick`` uses tiny parameters (a smoke run of the whole pipeline, ~2 minutes).
+members, 5 epochs per scale) and the mapping benchmark (AOIs up to 16°). ``--quick`` uses tiny parameters (a smoke run of the whole pipeline, ~2 minutes).
 Unless ``--no-report``, ``docs/benchmarks.md`` is regenerated from ``--out-dir`` (only when it is the default
 ``benchmarks/results``).
 """
@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out-dir", type=Path, default=RESULTS_DIR)
     ap.add_argument("--only", default=",".join(BENCHMARKS), help="comma-separated benchmark names")
-    ap.add_argument("--full", action="store_true", help="the pretraining benchmark's full budget")
+    ap.add_argument("--full", action="store_true", help="the full budgets of pretrain and map (much longer)")
     ap.add_argument("--quick", action="store_true", help="tiny parameters: a smoke run")
     ap.add_argument("--no-report", action="store_true", help="do not regenerate docs/benchmarks.md")
     args = ap.parse_args(argv)
@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in names:
         script, default, quick = BENCHMARKS[name]
         extra = quick if args.quick else default
-        if args.full and name == "pretrain":
+        if args.full and name in ("pretrain", "map"):
             extra = [*extra, "--full"]
         cmd = [sys.executable, str(BENCH_DIR / script), *extra, "--out-dir", str(args.out_dir)]
         print(f"[run_all] {name}: {' '.join(cmd[1:])}", file=sys.stderr, flush=True)

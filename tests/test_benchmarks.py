@@ -339,3 +339,14 @@ def test_flatness_sentence_names_growth_between_multi_tile_maps():
     text = report.flatness(mem)
     assert text.startswith("**Not flat**") and "4 and 16 tiles" in text and "rose 114 MiB" in text
     assert report.flatness({**mem, "rss_exponent": 0.01}).startswith("Memory is flat")
+
+
+@pytest.mark.slow
+def test_run_all_quick_writes_every_selected_result(coarse_pack, edgeroi_pack, tmp_path):
+    import run_all
+
+    assert run_all.main(["--quick", "--only", "extract,map", "--out-dir", str(tmp_path)]) == 0
+    got = common.load_results(tmp_path)
+    assert set(got) == {"extract", "map"}
+    runs = got["map"]["figures"]["memory"]["runs"]
+    assert [r["tiles"] for r in runs.values()] == [1, 1] and all(r["peak_rss_mb"] > 50 for r in runs.values())
