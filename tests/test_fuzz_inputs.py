@@ -684,3 +684,20 @@ def test_sliver_aoi_and_list_kind_found_by_the_long_hunt(rf_model: Path, tmp_pat
     path = _rewrite(rf_model, tmp_path / "k.geesoil", meta=json.dumps({**doc, "kind": ["rf"]}).encode())
     with pytest.raises(ModelError, match="unknown model kind"):
         load_model(path)
+
+
+@CHEAP
+@given(
+    name=st.one_of(
+        st.text(max_size=20),
+        st.sampled_from(["coarse-global-v1", "../coarse-global-v1", "~x/y.json", "a.json", ""]),
+    )
+)
+def test_any_catalog_name_loads_or_raises_geesoil_error(name: str) -> None:
+    reliability.tried("catalog names and paths")
+    try:
+        catalog = load_catalog(name)
+    except GeesoilError as exc:
+        _one_line_error(exc)
+        return
+    assert catalog.covariates
