@@ -334,9 +334,10 @@ def map_section(r: Mapping[str, Any]) -> list[str]:
                 ],
             ),
             "",
-            f"Speed-up {num(dk.get(f'dask{w}_speedup'))}× end to end, {num(dk.get(f'dask{w}_predict_speedup'))}× on "
-            "tile prediction. With 2 cores (shared) and a small map the cluster's start-up and task overhead can "
-            "outweigh the parallelism; the gain appears with more cores and larger maps.",
+            f"Speed-up {num(dk.get(f'dask{w}_speedup'))}× end to end (cluster start-up included), "
+            f"{num(dk.get(f'dask{w}_predict_speedup'))}× on tile prediction. The ceiling is {w}× (one process per "
+            "worker); the workers share the machine's cores with the client and with any other jobs, and each loads "
+            "the model and opens the covariate pack itself.",
         ]
     return lines
 
