@@ -247,3 +247,15 @@ def test_state_dict_loads_with_weights_only(fitted: SoilNet) -> None:
     _, blobs = fitted.to_state()
     tensors = torch.load(io.BytesIO(blobs["weights.pt"]), weights_only=True)
     assert any(k.startswith("m1.head") for k in tensors)
+
+
+@pytest.mark.parametrize("n, epochs", [(100, 10), (30, 1), (30, 3)])
+def test_few_steps_of_training_do_not_break_the_schedule(n: int, epochs: int) -> None:
+    # one batch x 10 epochs used to make OneCycleLR divide by zero (a warm-up phase shorter than one step)
+    rng = np.random.default_rng(1)
+    X = pd.DataFrame(
+        {"a": rng.normal(size=n), "lon": rng.uniform(140, 150, n), "lat": rng.uniform(-30, -20, n)}
+    )
+    y = np.exp(1 + 0.5 * X["a"].to_numpy() + rng.normal(0, 0.2, n))
+    model = SoilNet([CovariateSpec("a", "topo")], n_members=1, max_epochs=epochs, progress=False).fit(X, y)
+    assert np.isfinite(model.predict(X)).all()

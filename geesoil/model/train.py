@@ -192,6 +192,22 @@ def train_net(
         torch.set_num_threads(threads)
 
 
+def _one_cycle(
+    opt: torch.optim.Optimizer, max_lr: list[float], total_steps: int, pct_start: float
+) -> torch.optim.lr_scheduler.LRScheduler:
+    """One-cycle schedule whose warm-up and decay phases each last at least two steps.
+
+    torch's OneCycleLR divides by zero when a phase is shorter than that (few samples x few epochs, e.g. 10 epochs
+    of one batch); with fewer than 5 steps in all the learning rate simply stays at its maximum.
+    """
+    if total_steps < 5:
+        for g, lr in zip(opt.param_groups, max_lr, strict=True):
+            g["lr"] = lr
+        return torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
+    pct = min(max(pct_start, 3.0 / total_steps), 1.0 - 3.0 / total_steps)
+    return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=max_lr, total_steps=total_steps, pct_start=pct)
+
+
 def _train_loop(
     net: nn.Module,
     train: Tensors,
@@ -214,11 +230,8 @@ def _train_loop(
         torch.manual_seed(seed)
         gen = torch.Generator(device="cpu").manual_seed(seed)
         opt = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
-        sched = torch.optim.lr_scheduler.OneCycleLR(
-            opt,
-            max_lr=[g["max_lr"] for g in groups],
-            total_steps=cfg.max_epochs * steps_per_epoch,
-            pct_start=cfg.pct_start,
+        sched = _one_cycle(
+            opt, [g["max_lr"] for g in groups], cfg.max_epochs * steps_per_epoch, cfg.pct_start
         )
         best = (np.inf, 0, copy.deepcopy(net.state_dict()))
         history: list[tuple[float, float]] = []
