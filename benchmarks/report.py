@@ -140,6 +140,7 @@ def pretrain_section(r: Mapping[str, Any]) -> list[str]:
             [
                 k.lstrip("x") + "×",
                 num(v.get("n")),
+                num(v.get("epochs")),
                 num(v.get("epoch_s"), 3),
                 num(v.get("fit_s"), 1),
                 num(v.get("rss_before_fit_mb"), 0),
@@ -149,13 +150,19 @@ def pretrain_section(r: Mapping[str, Any]) -> list[str]:
         ]
         lines += [
             "",
-            f"Scaling with synthetic larger tables (jittered copies of the real one), 1 member, "
-            f"{p.get('scaling_epochs')} epochs each, every scale in its own process:",
+            "Scaling with synthetic larger tables (jittered copies of the real one), 1 member, "
+            + (
+                f"{p.get('scaling_epochs')} epochs each"
+                if p.get("scaling_epochs")
+                else "each trained to convergence (fit s = time to convergence)"
+            )
+            + ", every scale in its own process:",
             "",
             *table(
                 [
                     "scale",
                     "samples",
+                    "epochs",
                     "s / epoch",
                     "fit s (all stages)",
                     "RSS before fit (MiB)",
@@ -171,7 +178,7 @@ def pretrain_section(r: Mapping[str, Any]) -> list[str]:
     if not p.get("full"):
         lines += [
             "",
-            "Budget run; `python benchmarks/bench_pretrain.py --full` trains 5 members and 5 epochs per scale.",
+            "Budget run; `python benchmarks/bench_pretrain.py --full` trains 5 members and every scale to convergence.",
         ]
     return lines
 
@@ -484,7 +491,7 @@ HOW_TO = [
     "```",
     "make bench                       # every benchmark (< 15 min on 2 cores), then this page",
     "make bench-compare               # a fresh run into build/bench-fresh, compared with the committed JSON",
-    "python benchmarks/bench_pretrain.py --full             # 5 members, 5 epochs per scale",
+    "python benchmarks/bench_pretrain.py --full             # 5 members, every scale to convergence (hours)",
     "python benchmarks/bench_pretrain.py --device cuda      # on a GPU (also bench_finetune.py --device cuda)",
     "python benchmarks/bench_map.py --full                  # the memory series up to a 16° AOI",
     "python benchmarks/report.py                            # this page from benchmarks/results/*.json",

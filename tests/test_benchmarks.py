@@ -128,6 +128,7 @@ def fake_results(other_cores: float) -> dict[str, dict]:
                 "x1": {"n": 21631, "epoch_s": 0.15, "fit_s": 2.0, "peak_rss_mb": 530.0},
                 "x10": {
                     "n": 216310,
+                    "epochs": 2,
                     "epoch_s": 1.5,
                     "fit_s": 9.0,
                     "peak_rss_mb": 900.0,
@@ -184,7 +185,7 @@ def test_report_states_figures_machine_and_a_busy_machine():
     assert "Test CPU" in busy and "2026-01-01 00:00 UTC" in busy
     assert "Measured while other jobs ran" in busy and "1.5 of the machine's 2 cores" in busy
     assert "| 1 | 57 (37) | 0.150 | 31.4 s | 530 MiB | 7.25 g/kg |" in busy
-    assert "| 10× | 216,310 | 1.500 | 9.0 | 600 | 900 |" in busy
+    assert "| 10× | 216,310 | 2 | 1.500 | 9.0 | 600 | 900 |" in busy
     assert "26.8 s (86/31/100 ep)" in busy
     assert "| 8° | 790,000 | 16 | 380 | 480 | 450 |" in busy
     assert "peak RSS grew 1.02×" in busy and "Memory is flat" in busy
