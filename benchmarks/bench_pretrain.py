@@ -13,8 +13,8 @@ Three measurements, each in its own child process (so each has its own peak RSS)
    continuous covariates by ±2 %, SOC by ±5 %) and trained for a fixed ``--scaling-epochs`` (no early stopping).
    Figures: seconds per epoch, whole-fit seconds (encoding, calibration included), peak RSS and the RSS just before
    ``fit`` (interpreter, torch and the table) per scale, and the log-log scaling exponents (1 = linear).
-   ``--full`` instead trains every scale to convergence (early stopping as in 2.; the 100× table takes about an
-   hour on 2 cores), so its fit times are times to convergence.
+   ``--full`` instead trains every scale to convergence (early stopping as in 2.; at 100× each epoch takes ~15 s on
+   2 cores, and up to ``--max-epochs`` of them run), so its fit times are times to convergence.
 
 Training threads: geesoil trains with one intra-op thread (``geesoil.model.train.TRAIN_THREADS``).
 """

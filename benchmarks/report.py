@@ -491,7 +491,7 @@ HOW_TO = [
     "```",
     "make bench                       # every benchmark (< 15 min on 2 cores), then this page",
     "make bench-compare               # a fresh run into build/bench-fresh, compared with the committed JSON",
-    "python benchmarks/bench_pretrain.py --full             # 5 members, every scale to convergence (hours)",
+    "python benchmarks/bench_pretrain.py --full             # 5 members, every scale to convergence (long)",
     "python benchmarks/bench_pretrain.py --device cuda      # on a GPU (also bench_finetune.py --device cuda)",
     "python benchmarks/bench_map.py --full                  # the memory series up to a 16° AOI",
     "python benchmarks/report.py                            # this page from benchmarks/results/*.json",
