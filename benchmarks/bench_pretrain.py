@@ -256,7 +256,7 @@ def run(
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument(
-        "--full", action="store_true", help="5 members, and every scale trained to convergence (hours)"
+        "--full", action="store_true", help="5 members, and every scale trained to convergence (long)"
     )
     ap.add_argument("--members", type=int, default=None, help="ensemble members (default 1; --full: 5)")
     ap.add_argument("--max-epochs", type=int, default=200)
