@@ -5,7 +5,8 @@ Usage: ``python benchmarks/run_all.py [--out-dir DIR] [--only map,extract] [--fu
 Each benchmark runs in its own Python process (one at a time, so no two compete for the CPU) and writes
 ``<out-dir>/<name>.json``; a failing benchmark is reported and the others still run (exit status 1 at the end).
 The default budget fits in 15 minutes on 2 cores; ``--full`` passes ``--full`` to the pretraining benchmark (5
-members, every scale to convergence: long) and the mapping benchmark (AOIs up to 16°). ``--quick`` uses tiny parameters (a smoke run of the whole pipeline, ~2 minutes).
+members, every scale to convergence: long) and the mapping benchmark (AOIs up to 16°). ``--quick`` uses tiny
+parameters (a smoke run of the whole pipeline, ~2 minutes).
 Unless ``--no-report``, ``docs/benchmarks.md`` is regenerated from ``--out-dir`` (only when it is the default
 ``benchmarks/results``).
 """
