@@ -244,6 +244,18 @@ class _Forest:
         model.lat_ref_ = float(meta["lat_ref"])
         model.y_summary_ = dict(meta["training"])
         model.n_train_ = int(model.y_summary_["n"])
+        no_median = [
+            s.name
+            for s in model._covariates
+            if not s.is_categorical and s.name not in model.classes_ and s.name not in model.medians_
+        ]
+        if model.feature_names_ != list(meta["feature_names"]) or no_median:
+            # a tampered model.json: predictions would use the wrong columns or fail on the first map tile
+            raise ModelError(
+                f"{cls.kind} model file is inconsistent: its covariates give features {model.feature_names_} "
+                f"but the forest was trained on {list(meta['feature_names'])}"
+                + (f" (no median for {', '.join(no_median)})" if no_median else "")
+            )
         forest = load_skops(blobs["forest.skops"], f"{cls.kind} model")
         if type(forest).__name__ != cls._estimator_class:
             raise ModelError(
