@@ -110,6 +110,11 @@ FIXED: tuple[tuple[str, str, str], ...] = (
         "`TypeError: unhashable type: 'list'` in `load_model`",
         "`geesoil/model/io.py`: a non-string kind is an unknown kind (`ModelError`)",
     ),
+    (
+        "forest model file whose `model.json` has `covariates: []` or `medians: {}`",
+        "loaded without complaint; the model could not predict (wrong columns, or `KeyError` on the first tile)",
+        "`geesoil/baselines.py`: covariates, classes and medians must reproduce the forest's feature names",
+    ),
 )
 
 

@@ -701,3 +701,15 @@ def test_any_catalog_name_loads_or_raises_geesoil_error(name: str) -> None:
         _one_line_error(exc)
         return
     assert catalog.covariates
+
+
+def test_forest_model_whose_covariates_were_emptied_is_refused(rf_model: Path, tmp_path: Path) -> None:
+    """Found by the long model.json hunt: 'covariates': [] loaded a forest that could not predict anything."""
+    reliability.tried("model files: hand-written model.json", 2)
+    doc = json.loads(zipfile.ZipFile(rf_model).read("model.json"))
+    for i, change in enumerate([{"covariates": []}, {"medians": {}}]):
+        new = {**doc, "model": {**doc["model"], **change}}
+        path = _rewrite(rf_model, tmp_path / f"e{i}.geesoil", meta=json.dumps(new).encode())
+        with pytest.raises(ModelError, match=f"e{i}.geesoil.*inconsistent"):
+            load_model(path)
+    assert load_model(rf_model).covariates  # the untouched file still loads
