@@ -6,6 +6,13 @@ import os
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
+from reliability import pytest_runtest_logreport, pytest_sessionfinish  # noqa: F401  (hardening report)
+
+# CI must not be flaky: property tests replay the same examples on every run there (locally they explore).
+settings.register_profile("ci", derandomize=True, print_blob=True)
+if os.environ.get("CI") == "true":
+    settings.load_profile("ci")
 
 SHARED_DATA = Path(
     os.environ.get("GEESOIL_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data")
@@ -39,6 +46,3 @@ def coarse_pack(shared_data: Path) -> Path:
 @pytest.fixture(scope="session")
 def edgeroi_pack(shared_data: Path) -> Path:
     return _require(shared_data / "regional" / "edgeroi")
-
-
-from reliability import pytest_runtest_logreport, pytest_sessionfinish  # noqa: F401  (hardening report)
