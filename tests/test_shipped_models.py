@@ -126,9 +126,7 @@ def test_hold_out_buffer_distance_is_great_circle() -> None:
     from pretrain_models import BUFFER_KM, near_any
 
     ref_lon, ref_lat = np.array([34.0]), np.array([-13.0])
-    lon = np.array(
-        [34.0, 34.0, 34.0 + 0.4 / np.cos(np.radians(13.0)), 34.0 + 0.5 / np.cos(np.radians(13.0))]
-    )
+    lon = np.array([34.0, 34.0, 34.0 + 0.4 / np.cos(np.radians(13.0)), 34.0 + 0.5 / np.cos(np.radians(13.0))])
     lat = np.array([-13.4, -13.5, -13.0, -13.0])
     assert BUFFER_KM == 50.0
     assert near_any(lon, lat, ref_lon, ref_lat, BUFFER_KM).tolist() == [True, False, True, False]
