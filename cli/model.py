@@ -66,24 +66,6 @@ def _load_pretrained(path: Path) -> Any:
     return model
 
 
-def _split_covariates(pretrained: Any, source: Any) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
-    """(all covariate specs, region-only specs): the pretrained model's plus the source's others."""
-    names = [s.name for s in source.specs]
-    pretrained.check_covariates(names)
-    known = {c.name for c in pretrained.covariates}
-    regional = tuple(s for s in source.specs if s.name not in known)
-    return tuple(pretrained.covariates) + regional, regional
-
-
-def _drop_empty_regional(X: pd.DataFrame, regional: tuple[Any, ...], where: str) -> tuple[Any, ...]:
-    empty = [c.name for c in regional if X[c.name].isna().all()]
-    if empty:
-        log.warning(
-            "%s: region-only covariates with no value at any sample are ignored: %s", where, ", ".join(empty)
-        )
-    return tuple(c for c in regional if c.name not in empty)
-
-
 def _csv_list(value: str | None) -> list[str] | None:
     if value is None:
         return None
@@ -198,36 +180,21 @@ def finetune(
       geesoil finetune --model global.geesoil --samples edgeroi.parquet \\
           --covariates starter --covariates edgeroi_pack --strategy auto -o edgeroi.geesoil
     """
-    from geesoil.evaluate import (
-        available_methods,
-        check_methods,
-        covariate_table,
-        method_factory,
-        require_samples,
-    )
+    from geesoil.model.adapt import fit_regional
     from geesoil.model.io import save_model
 
     pretrained = _load_pretrained(model_path)
-    source = _open(sources)
-    specs, regional = _split_covariates(pretrained, source)
-    samples = _load(sample_file, target)
-    samples, X, y = covariate_table(
-        samples, source, [s.name for s in specs], target=target, where=str(sample_file)
+    fit = fit_regional(
+        pretrained,
+        _load(sample_file, target),
+        _open(sources),
+        strategy=strategy,
+        seed=seed,
+        target=target,
+        where=str(sample_file),
     )
-    require_samples(len(y), str(sample_file))
-    regional = _drop_empty_regional(X, regional, str(sample_file))
-    specs = tuple(pretrained.covariates) + regional
-    valid = available_methods(pretrained, regional)
-    if strategy not in valid:
-        if strategy == "regional-branch":  # explains that it needs region-only covariates
-            check_methods([strategy], pretrained, regional)
-        raise ModelError(f"unknown strategy {strategy!r}; choose from {', '.join(valid)}")
-    model = method_factory(strategy, pretrained, specs, regional, seed)().fit(X, y)
-    save_model(model, output)
-    what = strategy
-    if strategy == "auto":
-        what = f"auto (chose {model.choice_})"
-    click.echo(f"fitted {what} on {len(y)} samples -> {output}", err=True)
+    save_model(fit.model, output)
+    click.echo(f"fitted {fit.description} on {len(fit.table.y)} samples -> {output}", err=True)
 
 
 @click.command("evaluate")
@@ -304,32 +271,18 @@ def evaluate(
           --covariates starter --covariates edgeroi_pack --folds 5 --spatial-block-km 10 \\
           --sizes 25,50,100,all --repeats 3 --methods auto,finetuned,rf,qrf --json edgeroi_eval.json
     """
-    from geesoil.evaluate import covariate_table, format_table
     from geesoil.evaluate import evaluate as run_evaluation
+    from geesoil.evaluate import format_table
+    from geesoil.model.adapt import regional_table
 
-    source = _open(sources)
-    pretrained = None
-    if model_path is not None:
-        pretrained = _load_pretrained(model_path)
-        specs, regional = _split_covariates(pretrained, source)
-    else:
-        specs, regional = tuple(source.specs), tuple(source.specs)
-    samples = _load(sample_file, target)
-    samples, X, y = covariate_table(
-        samples, source, [s.name for s in specs], target=target, where=str(sample_file)
+    pretrained = _load_pretrained(model_path) if model_path is not None else None
+    table = regional_table(
+        pretrained, _load(sample_file, target), _open(sources), target=target, where=str(sample_file)
     )
-    empty = {c.name for c in regional if X[c.name].isna().all()}
-    if empty:
-        log.warning(
-            "%s: covariates with no value at any sample are ignored: %s",
-            sample_file,
-            ", ".join(sorted(empty)),
-        )
-    specs = tuple(s for s in specs if s.name not in empty)
     result = run_evaluation(
-        samples,
-        X,
-        y,
+        table.samples,
+        table.X,
+        table.y,
         pretrained=pretrained,
         methods=_csv_list(methods),
         folds=folds,
@@ -337,7 +290,7 @@ def evaluate(
         sizes=_csv_list(sizes),
         repeats=repeats,
         seed=seed,
-        covariates=specs,
+        covariates=table.covariates,
         progress=not no_progress,
     )
     result["config"]["samples"] = str(sample_file)

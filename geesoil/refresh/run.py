@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from geesoil.errors import GeesoilError
+from geesoil.errors import GeesoilError, ModelError
 from geesoil.refresh.job import Job, Window
 from geesoil.refresh.state import (
     _VERSION,
@@ -93,30 +93,28 @@ def open_windowed(sources: tuple[str, ...], window: Window) -> Any:
 
 def finetune(job: Job, source: Any, out: Path) -> Path:
     """Fit ``job.strategy`` on ``job.samples`` starting from ``job.model``; saves ``out`` (reused if present)."""
-    from geesoil.evaluate import available_methods, covariate_table, method_factory, require_samples
+    from geesoil.model.adapt import fit_regional
     from geesoil.model.io import load_model, save_model
     from geesoil.samples import load_samples
 
     if out.is_file():
         log.info("reusing the fine-tuned model of the interrupted run: %s", out)
         return out
-    base = load_model(job.model)
-    pretrained = base if getattr(base, "kind", "") == "soilnet" and hasattr(base, "nets_") else None
-    strategy = job.strategy or ("auto" if pretrained is not None else "rf")
-    valid = [m for m in available_methods(pretrained, ()) if m != "scratch"]
-    if strategy not in valid:
-        raise GeesoilError(
-            f"{job.path}: model.strategy = {strategy!r} cannot start from {job.model.name} "
-            f"({getattr(base, 'kind', '?')}); choose one of {', '.join(valid)}"
-        )
-    specs = tuple(base.covariates)
     samples = load_samples(job.samples, target=job.target)
-    _, X, y = covariate_table(
-        samples, source, [s.name for s in specs], target=job.target, where=str(job.samples)
-    )
-    require_samples(len(y), str(job.samples))
     t0 = time.perf_counter()
-    model = method_factory(strategy, pretrained, specs, (), job.seed)().fit(X, y)
+    try:
+        fit = fit_regional(
+            load_model(job.model),
+            samples,
+            source,
+            strategy=job.strategy,
+            seed=job.seed,
+            target=job.target,
+            where=str(job.samples),
+        )
+    except ModelError as exc:
+        raise GeesoilError(f"{job.path}: [model]: {exc}") from None
+    model, strategy, y = fit.model, fit.strategy, fit.table.y
     tmp = out.with_name(f".{out.name}.tmp")
     save_model(model, tmp)
     tmp.replace(out)
