@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from geesoil import __version__
-from geesoil.errors import ModelError
+from geesoil.errors import GeesoilError, ModelError
 from geesoil.model.base import SoilModel
 
 FORMAT = "geesoil-model"
@@ -109,8 +109,34 @@ def load_model(path: str | Path) -> SoilModel:
         raise ModelError(f"{path}: damaged model file ({_one_line(exc)})") from exc
     if not isinstance(doc.get("model"), dict):
         raise ModelError(f"{path}: damaged {kind} model (no 'model' object in model.json)")
+    model = _rebuild(path, kind, doc["model"], blobs)
+    _smoke_test(model, path, kind)
+    return model
+
+
+def _smoke_test(model: SoilModel, path: Path, kind: str) -> None:
+    """Predict one row of missing covariates: a tampered file fails here, not on the first tile of a map."""
+    import numpy as np
+    import pandas as pd
+
+    if not (hasattr(model, "predict") and hasattr(model, "predict_interval")):
+        return  # a partial model (tests register such kinds): nothing to try
     try:
-        return _REGISTRY[kind](doc["model"], blobs)
+        X = pd.DataFrame({s.name: [np.nan] for s in model.covariates})
+        X["lon"], X["lat"] = [0.0], [0.0]
+        pred = np.asarray(model.predict(X), dtype=float)
+        lo, hi = (np.asarray(a, dtype=float) for a in model.predict_interval(X))
+    except GeesoilError:  # a model that refuses such a row on purpose is not damaged
+        return
+    except Exception as exc:  # whatever a tampered tensor shape or calibration value trips on
+        raise ModelError(f"{path}: damaged {kind} model (it cannot predict: {_one_line(exc)})") from exc
+    if pred.shape != (1,) or lo.shape != (1,) or hi.shape != (1,):
+        raise ModelError(f"{path}: damaged {kind} model (one row gave predictions of shape {pred.shape})")
+
+
+def _rebuild(path: Path, kind: str, meta: dict[str, Any], blobs: dict[str, bytes]) -> SoilModel:
+    try:
+        return _REGISTRY[kind](meta, blobs)
     except pickle.UnpicklingError as exc:
         raise ModelError(
             f"{path}: refusing to load {kind} weights holding pickled objects other than tensors "
