@@ -115,6 +115,11 @@ FIXED: tuple[tuple[str, str, str], ...] = (
         "loaded without complaint; the model could not predict (wrong columns, or `KeyError` on the first tile)",
         "`geesoil/baselines.py`: covariates, classes and medians must reproduce the forest's feature names",
     ),
+    (
+        "SoilNet model file whose `arch.layout` names a class column that does not exist (and similar edits)",
+        "loaded fine, then `IndexError`/`RuntimeError` on the first prediction (the first tile of a map)",
+        "`geesoil/model/io.py`: `load_model` predicts one row of missing covariates; failure is a `ModelError`",
+    ),
 )
 
 

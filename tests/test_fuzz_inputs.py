@@ -328,6 +328,12 @@ def _load_or_model_error(path: Path) -> None:
         _one_line_error(exc)
         return
     assert model.covariates
+    # a file that loads must also predict: tampering is caught at load time, not on the first map tile
+    X = pd.DataFrame({s.name: [np.nan, np.nan] for s in model.covariates})
+    X["lon"], X["lat"] = [150.0, 10.0], [-30.0, 45.0]
+    pred = np.asarray(model.predict(X))
+    lo, hi = model.predict_interval(X)
+    assert pred.shape == (2,) and np.asarray(lo).shape == np.asarray(hi).shape == (2,)
 
 
 @FUZZ
@@ -713,3 +719,24 @@ def test_forest_model_whose_covariates_were_emptied_is_refused(rf_model: Path, t
         with pytest.raises(ModelError, match=f"e{i}.geesoil.*inconsistent"):
             load_model(path)
     assert load_model(rf_model).covariates  # the untouched file still loads
+
+
+@CHEAP
+@given(data=st.data())
+def test_any_soilnet_model_json_loads_or_raises_model_error(data: st.DataObject) -> None:
+    doc = json.loads(zipfile.ZipFile(SHIPPED_NET).read("model.json"))
+    new = data.draw(mutated(doc, n_max=2))
+    path = _rewrite(SHIPPED_NET, _fresh_dir() / "net.geesoil", meta=json.dumps(new).encode())
+    reliability.tried("model files: mutated SoilNet model.json")
+    _load_or_model_error(path)
+
+
+def test_soilnet_that_loads_but_cannot_predict_is_refused_at_load(tmp_path: Path) -> None:
+    """Found by the SoilNet model.json fuzzer: a layout pointing at a class column that does not exist loaded
+    fine and failed with IndexError on the first prediction (the first tile of a map)."""
+    reliability.tried("model files: hand-written model.json")
+    doc = json.loads(zipfile.ZipFile(SHIPPED_NET).read("model.json"))
+    doc["model"]["arch"]["layout"][0]["cat"] = [7]
+    path = _rewrite(SHIPPED_NET, tmp_path / "net.geesoil", meta=json.dumps(doc).encode())
+    with pytest.raises(ModelError, match="net.geesoil: damaged soilnet model .it cannot predict"):
+        load_model(path)
