@@ -13,6 +13,7 @@ import datetime as dt
 import json
 import logging
 import secrets
+import socket
 from pathlib import Path
 
 import ee
@@ -146,8 +147,12 @@ def test_login_error_paths_never_show_key_material(
         auth.initialize(project="p", url="http://127.0.0.1:9", environ=env, connect_timeout_s=1)
     messages["endpoint unreachable"] = str(info.value)
     key.write(token_uri="http://127.0.0.1:9/token")
-    with pytest.raises(EarthEngineError) as info:
-        auth.initialize(project="p", url="http://127.0.0.1:9", environ=env, connect_timeout_s=1)
+    with socket.socket() as listening:  # a reachable endpoint, so the token endpoint is what fails
+        listening.bind(("127.0.0.1", 0))
+        listening.listen()
+        url = f"http://127.0.0.1:{listening.getsockname()[1]}"
+        with pytest.raises(EarthEngineError, match="127.0.0.1:9/token") as info:
+            auth.initialize(project="p", url=url, environ=env, connect_timeout_s=1)
     messages["token endpoint unreachable"] = str(info.value)
     key.write()
     assert_clean(key, {**messages, **_logs(caplog, capsys)})
