@@ -45,8 +45,16 @@ from geesoil.errors import GeesoilError
     "--samples",
     type=click.Path(path_type=Path),
     metavar="FILE",
-    help="Training table (CSV/Parquet, covariates + lon/lat) for --aoa when the model file carries none.",
+    help="Regional samples (horizons or 0-30 cm table): fine-tune the model on them before mapping; the "
+    "fine-tuned model is kept in the output folder and reused by reruns. Also the --aoa training data.",
 )
+@click.option(
+    "--strategy",
+    metavar="NAME",
+    help="How to fine-tune on --samples (see 'geesoil finetune --help'). Default: auto.",
+)
+@click.option("--seed", default=0, show_default=True, type=int, help="Random seed for fine-tuning.")
+@click.option("--target", default="oc_gkg", show_default=True, help="Target column of --samples.")
 @click.option("--yes", is_flag=True, help="Map grids larger than the size guard (200 M pixels).")
 @click.option(
     "--dask-workers",
@@ -73,6 +81,9 @@ def map(  # the command is called map (shadows the builtin here only)
     std: bool,
     aoa: bool,
     samples: Path | None,
+    strategy: str | None,
+    seed: int,
+    target: str,
     yes: bool,
     dask_workers: int | None,
     scheduler: str | None,
@@ -81,14 +92,16 @@ def map(  # the command is called map (shadows the builtin here only)
 ) -> None:
     """Predict SOC (g/kg) over an AOI: soc_mean.tif, soc_pXX.tif interval bounds, quicklook.png, run.json.
 
-    Tiles are kept in OUT/.tiles, so rerunning after an interruption only predicts the missing ones. A summary
-    (valid pixels, mean SOC, area) is printed as JSON on stdout.
+    Without --model the shipped global model matching the covariates is used; with --samples it is first
+    fine-tuned on your regional samples (strategy auto by default: chosen by nested spatial CV among transfer
+    strategies and regional forests). Tiles are kept in OUT/.tiles, so rerunning after an interruption only
+    predicts the missing ones. A summary (valid pixels, mean SOC, area) is printed as JSON on stdout.
 
     \b
     Examples:
       geesoil map --aoi assets/aois/edgeroi.geojson --model my.geesoil -o edgeroi_map
       geesoil map --aoi 149.5,-30.3,150,-30 --model my.geesoil --covariates pack/ --scale 250 --std -o out
-      geesoil map --aoi region.gpkg --model my.geesoil --aoa --samples train.parquet -o out
+      geesoil map --aoi region.gpkg --samples my_profiles.csv --aoa -o out     # fine-tune, then map
     """
     import json
 
@@ -107,6 +120,9 @@ def map(  # the command is called map (shadows the builtin here only)
         std=std,
         aoa=aoa,
         samples=samples,
+        strategy=strategy,
+        seed=seed,
+        target=target,
         yes=yes,
         progress=not quiet,
         dask_workers=dask_workers,
@@ -120,7 +136,10 @@ def map(  # the command is called map (shadows the builtin here only)
     for note in plan.notes:
         click.echo(note, err=True)
     g = plan.grid
-    click.echo(f"grid: {g.width} × {g.height} pixels in {g.crs} at {g.resolution[0]:g}", err=True)
+    click.echo(
+        f"grid: {g.width} × {g.height} pixels in {g.crs} at {g.resolution[0]:g} {'°' if g.crs == 'EPSG:4326' else 'm'}",
+        err=True,
+    )
     if plan.aoa_from:
         click.echo(f"area of applicability from the {plan.aoa_from}", err=True)
     try:

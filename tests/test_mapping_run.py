@@ -52,7 +52,7 @@ def _req(inputs: dict[str, Path], out: Path, **kw: object) -> MapRequest:
 @pytest.fixture(scope="module")
 def mapped(inputs: dict[str, Path]) -> tuple[Path, dict]:
     out = inputs["root"] / "out"
-    doc = run_map(_req(inputs, out, std=True, aoa=True, samples=inputs["samples"]))
+    doc = run_map(_req(inputs, out, std=True, aoa=True, samples=inputs["samples"], strategy="rf"))
     return out, doc
 
 
@@ -292,8 +292,8 @@ def test_aoa_samples_with_only_coordinates_get_their_covariates_sampled(
     full = pd.read_csv(inputs["samples"])
     coords = tmp_path / "coords.csv"
     full[["lon", "lat", "oc_gkg"]].to_csv(coords, index=False)
-    a = plan_map(_req(inputs, tmp_path / "a", aoa=True, samples=inputs["samples"]))
-    b = plan_map(_req(inputs, tmp_path / "b", aoa=True, samples=coords))
+    a = plan_map(_req(inputs, tmp_path / "a", aoa=True, samples=inputs["samples"], strategy="rf"))
+    b = plan_map(_req(inputs, tmp_path / "b", aoa=True, samples=coords, strategy="rf"))
     assert a.aoa is not None and b.aoa is not None
     assert b.aoa.threshold == pytest.approx(a.aoa.threshold)
     assert b.aoa.train.shape == a.aoa.train.shape
@@ -309,3 +309,31 @@ def test_geographic_output_areas_follow_the_sphere(inputs: dict[str, Path], tmp_
     hole_km2 = 9 * (6371.0088 * np.pi / 180 * 0.01) ** 2 * np.cos(np.radians(30.15))
     assert doc["summary"]["mapped_area_km2"] == pytest.approx(expected - hole_km2, rel=0.01)
     assert doc["pixels"]["missing_covariates"] == 9
+
+
+def test_samples_fine_tune_before_mapping_and_reruns_reuse_the_model(
+    inputs: dict[str, Path], tmp_path: Path
+) -> None:
+    import pandas as pd
+
+    # regional samples whose SOC is the synthetic truth plus 5 g/kg: the fine-tuned map must follow them
+    shifted = pd.read_csv(inputs["samples"])
+    shifted["oc_gkg"] += 5.0
+    region = tmp_path / "region.csv"
+    shifted[["lon", "lat", "oc_gkg"]].to_csv(region, index=False)
+    base = run_map(_req(inputs, tmp_path / "base", scale=2000.0))
+    out = tmp_path / "tuned"
+    doc = run_map(_req(inputs, out, scale=2000.0, samples=region, strategy="qrf"))
+    models = list(out.glob("model-*.geesoil"))
+    assert len(models) == 1 and doc["inputs"]["model"] == str(models[0])
+    assert doc["model"]["kind"] == "qrf"
+    gain = doc["summary"]["mean_soc_gkg"] - base["summary"]["mean_soc_gkg"]
+    assert 3.5 < gain < 6.5
+    stamp = models[0].stat().st_mtime_ns
+    again = run_map(_req(inputs, out, scale=2000.0, samples=region, strategy="qrf"))
+    assert models[0].stat().st_mtime_ns == stamp, "the rerun fitted the model again"
+    assert again["summary"]["mean_soc_gkg"] == doc["summary"]["mean_soc_gkg"]
+    from geesoil.errors import GeesoilError
+
+    with pytest.raises(GeesoilError, match="--samples"):
+        plan_map(_req(inputs, tmp_path / "x", strategy="qrf"))

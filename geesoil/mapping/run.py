@@ -74,7 +74,10 @@ class MapRequest:
     alpha: float = 0.1
     std: bool = False
     aoa: bool = False
-    samples: Path | None = None
+    samples: Path | None = None  # regional samples: fine-tune the model on them before mapping
+    strategy: str | None = None  # how to fine-tune on ``samples`` (default: auto)
+    seed: int = 0
+    target: str = "oc_gkg"
     yes: bool = False
     max_pixels: int = MAX_PIXELS
     progress: bool = True
@@ -173,8 +176,8 @@ def _file_id(path: Path) -> str:
 def _check_settings(req: MapRequest) -> None:
     if not 0 < req.alpha < 1:
         raise GeesoilError(f"--alpha must be between 0 and 1 (0.1 = a 90 % interval), got {req.alpha}")
-    if req.samples is not None and not req.aoa:
-        raise GeesoilError("--samples is only used with --aoa; add --aoa or drop --samples")
+    if req.strategy is not None and req.samples is None:
+        raise GeesoilError("--strategy says how to fine-tune on --samples; give --samples FILE too")
     if req.dask_workers is not None and req.dask_workers < 1:
         raise GeesoilError(f"--dask-workers must be at least 1, got {req.dask_workers}")
     if req.dask_workers and req.scheduler:
@@ -252,7 +255,8 @@ def check_coverage(source: CovariateSource, names: Sequence[str], aoi: AOI) -> N
 
 
 def plan_map(req: MapRequest) -> MapPlan:
-    """Validate the request and resolve AOI, model, source and grid; writes nothing."""
+    """Validate the request and resolve AOI, model, source and grid; writes nothing but a model fine-tuned on
+    ``--samples`` (into the output folder, see :func:`regional_model`)."""
     from geesoil.covariates.open import STARTER, open_sources
     from geesoil.model.io import load_model, read_metadata
 
@@ -283,6 +287,12 @@ def plan_map(req: MapRequest) -> MapPlan:
             f"{model_path}: the model needs covariates {label} does not provide: {', '.join(missing)}; "
             "give --covariates with a pack holding them"
         )
+    regional = None
+    if req.samples is not None:
+        model_path, regional = regional_model(req, model, model_path, source, names)
+        notes.append(f"model: fine-tuned on {req.samples} -> {model_path}")
+        meta = read_metadata(model_path)
+        model = load_model(model_path)
     check_coverage(source, [s.name for s in model.covariates], aoi)
     crs = req.crs or default_crs(aoi)
     metres = (
@@ -307,30 +317,46 @@ def plan_map(req: MapRequest) -> MapPlan:
         notes=notes,
     )
     if req.aoa:
-        samples = read_training_samples(req.samples, source, plan.covariate_names) if req.samples else None
-        plan.aoa, plan.aoa_from = reference_for(model, meta, samples)
+        plan.aoa, plan.aoa_from = reference_for(model, meta, regional)
     return plan
 
 
-def read_training_samples(path: Path, source: CovariateSource, names: Sequence[str]) -> pd.DataFrame:
-    """The training table for the AOA; covariates it lacks are sampled from ``source`` at its lon/lat."""
-    path = Path(path)
-    if not path.is_file():
-        raise GeesoilError(f"--samples {path}: file not found")
-    try:
-        frame = pd.read_parquet(path) if path.suffix.lower() in (".parquet", ".pq") else pd.read_csv(path)
-    except Exception as exc:
-        raise GeesoilError(f"--samples {path}: cannot read it as CSV/Parquet ({exc})") from None
-    lack = [n for n in names if n not in frame.columns]
-    if lack:
-        if not {"lon", "lat"} <= set(frame.columns):
-            raise GeesoilError(
-                f"--samples {path} lacks covariate column(s) {', '.join(lack)} and lon/lat to extract them"
-            )
-        log.info("sampling %d covariate(s) for the AOA at the %d training points", len(lack), len(frame))
-        got = source.sample(frame[["lon", "lat"]], lack)
-        frame = pd.concat([frame.drop(columns=[c for c in lack if c in frame]), got], axis=1)
-    return frame
+def regional_model(
+    req: MapRequest, base: Any, base_path: Path, source: CovariateSource, names: Sequence[str]
+) -> tuple[Path, pd.DataFrame]:
+    """Fine-tune ``base`` on ``req.samples``: the model file (in the output folder) and its training table.
+
+    The model is saved as ``OUT/model-<key>.geesoil`` where the key hashes the base model, the samples file, the
+    strategy, the seed, the target and the covariate sources, so a rerun (e.g. after an interruption) reuses it
+    and its finished tiles instead of fitting again.
+    """
+    from geesoil.model.adapt import fit_regional, regional_table
+    from geesoil.model.io import save_model
+    from geesoil.samples import load_samples
+
+    samples_path = Path(req.samples)  # type: ignore[arg-type]
+    if not samples_path.is_file():
+        raise GeesoilError(f"--samples {samples_path}: file not found")
+    parts = [_file_id(base_path), _file_id(samples_path), req.strategy or "auto", str(req.seed), req.target]
+    key = hashlib.sha256("|".join([*parts, *names]).encode()).hexdigest()[:16]
+    path = Path(req.out) / f"model-{key}.geesoil"
+    samples = load_samples(samples_path, target=req.target)
+    if path.is_file() and not req.overwrite:
+        table = regional_table(base, samples, source, target=req.target, where=str(samples_path))
+        log.info("reusing %s (fine-tuned on %s by an earlier run)", path, samples_path)
+        return path, table.X
+    fit = fit_regional(
+        base,
+        samples,
+        source,
+        strategy=req.strategy,
+        seed=req.seed,
+        target=req.target,
+        where=str(samples_path),
+    )
+    log.info("fine-tuned %s on %d samples", fit.description, len(fit.table.y))
+    save_model(fit.model, path)
+    return path, fit.table.X
 
 
 # -- running ---------------------------------------------------------------------------------------------------
@@ -664,7 +690,6 @@ __all__ = [
     "native_resolution_m",
     "percentile_name",
     "plan_map",
-    "read_training_samples",
     "run_map",
     "run_tiles",
     "shipped_model_for",
