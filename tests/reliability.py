@@ -166,7 +166,9 @@ def render(today: dt.date | None = None) -> str:
         "Every parser of user input either works or raises a `GeesoilError` naming the input; every injected fault "
         "leaves the previous good state intact and a rerun completes; secrets never reach logs or artefacts.",
         "",
-        f"Tests: {_outcomes['passed']} passed, {_outcomes['failed']} failed, {_outcomes['skipped']} skipped.",
+        f"Tests: {_outcomes['passed']} passed, {_outcomes['failed']} failed, {_outcomes['skipped']} skipped. "
+        f"Hypothesis examples per property: the defaults x{examples(1)} (`GEESOIL_FUZZ_SCALE`); during "
+        "development the properties also ran at x10 to x25, which found the 'long hunt' failures below.",
         "",
         f"## Inputs tried: {sum(INPUTS.values())}",
         "",
