@@ -101,17 +101,17 @@ FIXED: tuple[tuple[str, str, str], ...] = (
         "`geesoil/mapping/aoi.py`: such texts are not files: `AOIError` 'neither a file nor a bbox'",
     ),
     (
-        "`--aoi -1.0,-1.4920548254706504e-40,0.0,0.0` (a bbox 1.5e-40° tall)",
+        "`--aoi -1.0,-1.4920548254706504e-40,0.0,0.0` (a bbox 1.5e-40° tall; long hunt)",
         "`ValueError: empty bounds` from `Grid.from_bounds` once projected",
         "`geesoil/mapping/aoi.py`: `aoi_grid` raises `AOIError` 'has no width or height'",
     ),
     (
-        'model file whose `model.json` has `"kind": ["rf"]`',
+        'model file whose `model.json` has `"kind": ["rf"]` (long hunt)',
         "`TypeError: unhashable type: 'list'` in `load_model`",
         "`geesoil/model/io.py`: a non-string kind is an unknown kind (`ModelError`)",
     ),
     (
-        "forest model file whose `model.json` has `covariates: []` or `medians: {}`",
+        "forest model file whose `model.json` has `covariates: []` or `medians: {}` (long hunt)",
         "loaded without complaint; the model could not predict (wrong columns, or `KeyError` on the first tile)",
         "`geesoil/baselines.py`: covariates, classes and medians must reproduce the forest's feature names",
     ),
