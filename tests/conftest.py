@@ -46,3 +46,15 @@ def coarse_pack(shared_data: Path) -> Path:
 @pytest.fixture(scope="session")
 def edgeroi_pack(shared_data: Path) -> Path:
     return _require(shared_data / "regional" / "edgeroi")
+
+
+@pytest.fixture(autouse=True)
+def _restore_geesoil_log_level():
+    """Entry points run in-process (benchmark mains, CLI commands) may quiet the ``geesoil`` logger; later tests
+    read warnings through caplog, so every test starts from the same logging state."""
+    import logging
+
+    logger = logging.getLogger("geesoil")
+    level = logger.level
+    yield
+    logger.setLevel(level)
