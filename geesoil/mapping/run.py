@@ -31,6 +31,7 @@ from pyproj import CRS, Geod
 from geesoil import __version__
 from geesoil.covariates.source import CovariateSource
 from geesoil.errors import CovariateError, GeesoilError, ModelError
+from geesoil.fileid import file_sha256
 from geesoil.grid import Grid, Tile
 from geesoil.mapping.aoa import AOAReference, reference_for
 from geesoil.mapping.aoi import (
@@ -163,14 +164,6 @@ def shipped_model_for(names: Sequence[str], folder: Path | None = None) -> Path 
         if need and set(need) <= have:
             return path
     return None
-
-
-def _file_id(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()[:16]
 
 
 def _check_settings(req: MapRequest) -> None:
@@ -308,7 +301,7 @@ def plan_map(req: MapRequest) -> MapPlan:
         model=model,
         model_meta=meta,
         model_path=model_path,
-        model_id=_file_id(model_path),
+        model_id=file_sha256(model_path, 16),
         source=source,
         source_label=label,
         source_specs=tuple(str(Path(x).resolve()) if Path(x).exists() else str(x) for x in specs),
@@ -337,7 +330,13 @@ def regional_model(
     samples_path = Path(req.samples)  # type: ignore[arg-type]
     if not samples_path.is_file():
         raise GeesoilError(f"--samples {samples_path}: file not found")
-    parts = [_file_id(base_path), _file_id(samples_path), req.strategy or "auto", str(req.seed), req.target]
+    parts = [
+        file_sha256(base_path, 16),
+        file_sha256(samples_path, 16),
+        req.strategy or "auto",
+        str(req.seed),
+        req.target,
+    ]
     key = hashlib.sha256("|".join([*parts, *names]).encode()).hexdigest()[:16]
     path = Path(req.out) / f"model-{key}.geesoil"
     samples = load_samples(samples_path, target=req.target)

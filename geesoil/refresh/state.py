@@ -26,6 +26,7 @@ from typing import Any
 
 from geesoil import __version__
 from geesoil.errors import GeesoilError
+from geesoil.fileid import file_sha256
 from geesoil.refresh.job import Job, Window
 
 MANIFEST = "manifest.json"
@@ -39,14 +40,6 @@ _VERSION = re.compile(r"^v(\d+)$")
 
 class RefreshLocked(GeesoilError):
     """Another run of the same job holds its lock."""
-
-
-def _file_sha(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()[:16]
 
 
 def _source_id(spec: str) -> str:
@@ -74,9 +67,9 @@ def fingerprint_inputs(job: Job, window: Window) -> dict[str, Any]:
     """Everything that determines a job's output, as a JSON-able dict (cheap: hashes files, opens no raster)."""
     aoi = Path(job.aoi)
     doc: dict[str, Any] = {
-        "aoi": _file_sha(aoi) if aoi.is_file() else job.aoi,
-        "model": _file_sha(job.model),
-        "samples": _file_sha(job.samples) if job.samples else None,
+        "aoi": file_sha256(aoi, 16) if aoi.is_file() else job.aoi,
+        "model": file_sha256(job.model, 16),
+        "samples": file_sha256(job.samples, 16) if job.samples else None,
         "finetune": (
             {"strategy": job.strategy, "target": job.target, "seed": job.seed} if job.samples else None
         ),
@@ -89,7 +82,7 @@ def fingerprint_inputs(job: Job, window: Window) -> dict[str, Any]:
             "alpha": job.alpha,
             "std": job.std,
             "aoa": job.aoa,
-            "aoa_samples": _file_sha(job.aoa_samples) if job.aoa_samples else None,
+            "aoa_samples": file_sha256(job.aoa_samples, 16) if job.aoa_samples else None,
         },
         "code": __version__,
     }
