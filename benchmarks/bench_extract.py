@@ -35,6 +35,7 @@ from common import (  # noqa: E402
     make_result,
     out_dir_of,
     peak_rss_mb,
+    quiet_geesoil,
     save_result,
     shared_data,
     timer,
@@ -192,15 +193,14 @@ def run(
     seed: int = 0,
 ) -> dict[str, Any]:
     machine = machine_info("cpu")
-    logging.basicConfig(level=logging.ERROR)  # the missing-value report is expected (coasts, > 80° N...)
-    logging.getLogger("geesoil").setLevel(logging.ERROR)
     pack = shared_data() / "covariates"
     pts = land_points(pack, points, seed)
-    figures: dict[str, Any] = {"local": bench_local(pack, pts, repeat)}
-    if ee_points > 0:
-        figures["ee"] = bench_ee(
-            pack, pts.iloc[:ee_points], latency_s=ee_latency_s, batch=ee_batch, workers=ee_workers
-        )
+    with quiet_geesoil():  # the missing-value report is expected (coasts, > 80° N...)
+        figures: dict[str, Any] = {"local": bench_local(pack, pts, repeat)}
+        if ee_points > 0:
+            figures["ee"] = bench_ee(
+                pack, pts.iloc[:ee_points], latency_s=ee_latency_s, batch=ee_batch, workers=ee_workers
+            )
     figures["peak_rss_mb"] = peak_rss_mb()
     params = {
         "pack": "shared coarse pack (data/covariates)",
@@ -231,6 +231,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--seed", type=int, default=0)
     add_output_args(ap)
     args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.ERROR)
     result = run(
         points=args.points,
         repeat=args.repeat,

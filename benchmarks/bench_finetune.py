@@ -31,6 +31,7 @@ from common import (  # noqa: E402
     make_result,
     out_dir_of,
     peak_rss_mb,
+    quiet_geesoil,
     save_result,
     scaling_exponent,
     shared_data,
@@ -82,11 +83,10 @@ def run(
     from geesoil.model.io import load_model
 
     machine = machine_info(device)
-    logging.getLogger("geesoil").setLevel(logging.ERROR)
     pretrained = load_model(model_path)
     X, y, regional = regional_table()
     categorical = {s.name for s in (*pretrained.covariates, *regional) if s.is_categorical}
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), quiet_geesoil():
         warnings.simplefilter("ignore")  # GP hyperparameters at their bounds on noise-like residuals
         Xw, yw = draw(X, y, 50, seed, categorical)
         make_strategy("finetuned", pretrained, max_epochs=1, device=device).fit(Xw, yw)  # warm-up
@@ -136,6 +136,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--seed", type=int, default=0)
     add_output_args(ap)
     args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.ERROR)
     result = run(
         model_path=args.model,
         sizes=tuple(int(s) for s in args.sizes.split(",") if s.strip()),

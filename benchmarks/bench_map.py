@@ -36,6 +36,7 @@ from common import (  # noqa: E402
     machine_info,
     make_result,
     out_dir_of,
+    quiet_geesoil,
     run_child,
     save_result,
     scaling_exponent,
@@ -241,11 +242,10 @@ def run(
     with_throughput: bool = True,
 ) -> dict[str, Any]:
     machine = machine_info("cpu")
-    logging.basicConfig(level=logging.ERROR)
-    logging.getLogger("geesoil").setLevel(logging.ERROR)
     figures: dict[str, Any] = {}
     if with_throughput:
-        figures["throughput"] = throughput()
+        with quiet_geesoil():
+            figures["throughput"] = throughput()
     if sides:
         figures["memory"] = memory_series(sides, center, scale, model)
     if dask_side:
@@ -294,6 +294,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--skip-throughput", action="store_true")
     add_output_args(ap)
     args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.ERROR)
     lon, lat = (float(v) for v in args.center.split(","))
     if args.sides is None:
         args.sides = "1,2,4,8,16" if args.full else "1,2,4,8"

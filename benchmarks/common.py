@@ -209,6 +209,18 @@ def out_dir_of(args: Any) -> Path | None:
     return None if getattr(args, "no_save", False) else args.out_dir
 
 
+@contextmanager
+def quiet_geesoil(level: int = logging.ERROR) -> Iterator[None]:
+    """Silence geesoil's expected warnings (missing covariates at coasts...) while measuring; restores the level."""
+    logger = logging.getLogger("geesoil")
+    old = logger.level
+    logger.setLevel(level)
+    try:
+        yield
+    finally:
+        logger.setLevel(old)
+
+
 # ------------------------------------------------------------------------------------------------ timing
 @dataclass
 class Stopwatch:
