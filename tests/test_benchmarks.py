@@ -313,9 +313,13 @@ def test_enlarge_jitters_copies_and_keeps_class_codes():
 # ------------------------------------------------------------------------------------------------ smoke run
 def test_extract_benchmark_smoke(coarse_pack, tmp_path, capsys):
     """The extraction benchmark end to end with tiny parameters: local pack and the fake Earth Engine server."""
+    import logging
+
+    level = logging.getLogger("geesoil").level
     res = bench_extract.run(
         points=400, repeat=1, ee_points=60, ee_latency_s=0.0, ee_batch=25, ee_workers=(1, 2)
     )
+    assert logging.getLogger("geesoil").level == level  # measuring quietly must not leak into the caller
     path = common.save_result(res, tmp_path)
     doc = json.loads(path.read_text())
     loc, ee = doc["figures"]["local"], doc["figures"]["ee"]
