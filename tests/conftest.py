@@ -115,10 +115,16 @@ def _network_verdict(host: object) -> str:
 
 @pytest.fixture(autouse=True)
 def _no_network(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch):
-    """Every ``connect`` must go to loopback or an AF_UNIX socket, and only local names may be looked up.
+    """Every ``connect`` must go to loopback or an AF_UNIX socket, and only local names may be looked up
+    (except in ``ee_live`` tests, which talk to the real Earth Engine and are skipped unless opted in).
 
     Patches ``socket.socket.connect``/``connect_ex``, ``socket.create_connection``, ``socket.getaddrinfo`` and
     ``socket.gethostbyname`` in this process (subprocesses a test starts are not covered)."""
+    if (
+        request.node.get_closest_marker("ee_live") is not None
+    ):  # real Earth Engine, opted in by GEESOIL_EE_LIVE=1
+        yield
+        return
     test = request.node.nodeid
 
     def unresolvable(host: object) -> NetworkLookupBlocked:
