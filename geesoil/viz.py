@@ -10,6 +10,8 @@ Two ways to look at a ``geesoil map`` output folder:
   ``tiles=True`` to use it when it is installed.
 * static — :func:`plot_raster` (map with colour bar), :func:`plot_histogram`, :func:`plot_interval_width` and
   :func:`plot_run` (all three panels) return matplotlib figures; nothing needs a network.
+* a page — :func:`run_html` writes a self-contained HTML page (PNG data URIs, CSS colour bars, no scripts) that any
+  browser shows offline; ``geemap.Map.to_html`` pulls the widget manager from CDNs and is blank without a network.
 
 Colour maps: SOC ``YlOrBr`` (sequential, light = little carbon), interval width ``RdPu`` (dark = uncertain), AOA
 outside shaded grey (inside transparent). Colour limits default to the 2nd–98th percentile of the valid pixels, and
@@ -513,6 +515,111 @@ def plot_run(folder: str | Path, *, samples: pd.DataFrame | None = None) -> Any:
     return fig
 
 
+# -- a self-contained HTML page ------------------------------------------------------------------------------------
+#
+# Why not ``geemap.Map.to_html``: ipywidgets' embed loads require.js and the widget manager from CDNs
+# (cdnjs, jsdelivr), so offline or behind a firewall the page stays blank. This page needs no script and no network:
+# the layers are PNG data URIs (the same Web Mercator renderings as the interactive overlays) with CSS colour bars.
+
+
+def _gradient(cmap: str) -> str:
+    return "linear-gradient(to right, " + ", ".join(_palette(cmap)) + ")"
+
+
+def _panel(title: str, layers: Sequence[Overlay], legend: str) -> str:
+    from html import escape
+
+    base = layers[0]
+    h, w = base.rgba.shape[:2]
+    on_top = ' style="position:absolute;left:0;top:0"'
+    imgs = "".join(
+        f'<img alt="{escape(title)}" src="{o.data_url()}"{on_top if i else ""}>' for i, o in enumerate(layers)
+    )
+    (s, west), (n, e) = base.bounds
+    return (
+        f"<figure><figcaption>{escape(title)}</figcaption>"
+        f'<div class="stack" style="aspect-ratio:{w}/{h}">{imgs}</div>'
+        f'<div class="bounds">{s:.4f}°…{n:.4f}° lat, {west:.4f}°…{e:.4f}° lon</div>{legend}</figure>'
+    )
+
+
+def _colorbar(overlay: Overlay, label: str) -> str:
+    from html import escape
+
+    return (
+        f'<div class="cbar"><div class="ramp" style="background:{_gradient(overlay.cmap or SOC_CMAP)}"></div>'
+        f'<div class="ticks"><span>{overlay.vmin:.3g}</span><span>{escape(label)}</span>'
+        f"<span>{overlay.vmax:.3g}</span></div></div>"
+    )
+
+
+_PAGE_CSS = """
+body{font-family:sans-serif;margin:16px;background:#fff;color:#222}
+h1{font-size:20px;margin:0 0 4px} .meta{font-size:13px;color:#555;margin-bottom:12px}
+.panels{display:flex;flex-wrap:wrap;gap:16px} figure{margin:0;width:460px}
+figcaption{font-weight:bold;margin-bottom:4px} .stack{position:relative;width:100%;background:#e8eef2}
+.stack img{width:100%;height:100%;image-rendering:pixelated;display:block}
+.bounds{font-size:11px;color:#666} .cbar{margin-top:6px} .ramp{height:14px;border:1px solid #999}
+.ticks{display:flex;justify-content:space-between;font-size:12px}
+.swatch{display:inline-block;width:14px;height:14px;vertical-align:middle;border:1px solid #999;margin-right:4px}
+.legend{font-size:12px;margin-top:6px} img.quicklook{max-width:100%}
+"""
+
+
+def run_html(folder: str | Path, path: str | Path | None = None, *, title: str | None = None) -> Path:
+    """Write a self-contained HTML page of a map run (no scripts, no network) and return its path.
+
+    Panels: SOC mean with the outside-AOA shading on top (when the run has an AOA), the interval width (hi − lo) and
+    the run's ``quicklook.png``, each with a colour bar or legend. ``path`` defaults to ``<folder>/map.html``.
+    """
+    from html import escape
+
+    folder = Path(folder)
+    files = run_files(folder)
+    if "mean" not in files:
+        raise VizError(f"{folder} has no soc_mean.tif; run geesoil map again (the run did not finish)")
+    doc = json.loads((folder / "run.json").read_text())
+    mean = read_band(files["mean"])
+    vmin, vmax = color_limits(mean[0])
+    mean_ov = render(mean, cmap=SOC_CMAP, vmin=vmin, vmax=vmax)
+    panels = []
+    if "aoa" in files:
+        aoa_ov = render(files["aoa"], aoa=True)
+        legend = (
+            f'<div class="legend"><span class="swatch" style="background:{AOA_OUTSIDE_HEX}"></span>'
+            "outside the area of applicability (extrapolation)</div>"
+        )
+        panels.append(_panel("SOC mean", [mean_ov, aoa_ov], _colorbar(mean_ov, "SOC mean (g/kg)") + legend))
+    else:
+        panels.append(_panel("SOC mean", [mean_ov], _colorbar(mean_ov, "SOC mean (g/kg)")))
+    if "lo" in files:
+        width_ov = render(interval_width(files["lo"], files["hi"]), cmap=WIDTH_CMAP)
+        label = f"interval width {files['lo'].stem[4:]}–{files['hi'].stem[4:]} (g/kg)"
+        panels.append(_panel("SOC interval width", [width_ov], _colorbar(width_ov, label)))
+    quick = folder / "quicklook.png"
+    if quick.is_file():
+        uri = "data:image/png;base64," + base64.b64encode(quick.read_bytes()).decode("ascii")
+        panels.append(
+            f'<figure><figcaption>quick look</figcaption><img class="quicklook" alt="quick look" src="{uri}"></figure>'
+        )
+    summary = doc.get("summary", {})
+    facts = [f"{k}: {v:.4g}" for k, v in summary.items() if isinstance(v, int | float)]
+    grid = doc.get("grid", {})
+    if grid:
+        facts.insert(0, f"grid {grid.get('width')}×{grid.get('height')} px, {grid.get('crs')}")
+    heading = title or f"geesoil map: {folder.name}"
+    page = (
+        '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
+        f"<title>{escape(heading)}</title><style>{_PAGE_CSS}</style></head><body>"
+        f'<h1>{escape(heading)}</h1><div class="meta">{escape(" · ".join(facts))}</div>'
+        f'<div class="panels">{"".join(panels)}</div></body></html>'
+    )
+    out = Path(path) if path is not None else folder / "map.html"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(page, encoding="utf-8")
+    return out
+
+
 __all__ = [
     "AOA_OUTSIDE_RGBA",
     "MAX_OVERLAY_PX",
@@ -535,4 +642,5 @@ __all__ = [
     "read_band",
     "render",
     "run_files",
+    "run_html",
 ]
