@@ -469,6 +469,12 @@ def accuracy_section(transfer: Mapping[str, Any] | None) -> list[str]:
         ["paper: fine-tuned vs regional-only", "–", f"{PAPER_MAE_PCT:+.2f} %", f"{PAPER_CCC_PCT:+.2f} %"]
     )
     lines += table(["comparison", "cells", "mean MAE change", "mean CCC change"], avg_rows)
+    lines += [
+        "",
+        "Percent changes of CCC are relative to the baseline's CCC, so where that is near 0 (e.g. arid regions with "
+        "CCC ≈ 0.05) they are large and unstable and dominate the mean; read the MAE column and the per-size "
+        "table first.",
+    ]
     return lines
 
 
