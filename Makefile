@@ -4,7 +4,8 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 DEMO_DIR ?= demo_out
 
-.PHONY: setup test test-slow lint demo bench clean
+.PHONY: setup test test-slow lint demo bench bench-compare clean
+BENCH_FRESH ?= build/bench-fresh
 
 $(BIN)/geesoil: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -32,6 +33,15 @@ demo: setup
 	$(BIN)/geesoil covariates pack --starter -o $(DEMO_DIR)/starter_pack
 	$(BIN)/geesoil map --aoi assets/aois/edgeroi.geojson --covariates $(DEMO_DIR)/starter_pack --overwrite -o $(DEMO_DIR)/edgeroi_map
 	@echo "demo map: $(DEMO_DIR)/edgeroi_map (soc_mean.tif, soc_p05.tif, soc_p95.tif, quicklook.png, run.json)"
+
+# Speed/memory benchmarks (< 15 min on 2 cores): benchmarks/results/*.json and docs/benchmarks.md.
+bench: setup
+	nice $(BIN)/python benchmarks/run_all.py
+
+# A fresh benchmark run compared with the committed JSON; fails when a figure is > 20 % worse.
+bench-compare: setup
+	nice $(BIN)/python benchmarks/run_all.py --out-dir $(BENCH_FRESH) --no-report
+	$(BIN)/python benchmarks/compare.py --fresh $(BENCH_FRESH)
 
 clean:
 	rm -rf $(DEMO_DIR) .pytest_cache
