@@ -8,10 +8,14 @@ import os
 import time
 from pathlib import Path
 
+import ee
+import gcs_fake_server
 import numpy as np
 import pandas as pd
 import pytest
 from click.testing import CliRunner
+from ee_fake_server import FakeEarthEngine, fake_login
+from gcs_fake_server import FakeGcs
 from rio_cogeo.cogeo import cog_validate
 from test_mapping_data import make_model, make_pack, make_training
 
@@ -277,7 +281,7 @@ def test_cli_json_logs_and_failure_exit_code(tmp_path: Path, world: dict[str, Pa
         (("tile_size = 16", "tile_size = true"), ["grid.tile_size", "an integer"]),
         (('window = "last 2 full years"', 'window = "recently"'), ["covariates.window", "recently"]),
         (('window = "last 2 full years"', 'start = "2024-13-01"'), ["covariates.start", "ISO date"]),
-        (("[output]", '[output]\ngcs = "gs://bucket/soc"'), ["output.gcs", "not available in this build"]),
+        (("[output]", '[output]\ngcs = "s3://bucket/soc"'), ["output.gcs", "s3://bucket/soc"]),
         (('dir = "out"', ""), ["output.dir"]),
         (("keep = 3", "keep = 0"), ["retention.keep", "at least 1"]),
         (("[model]", "[modle]"), ["modle"]),
@@ -349,3 +353,118 @@ def test_injected_clock_moves_a_rolling_window(tmp_path: Path, world: dict[str, 
     assert (moved.version, moved.changed) == ("v2", ["window"])
     windows = [v["window"] for v in read_manifest(tmp_path / "out", job)["versions"]]
     assert windows == [["2025-12-01", "2026-03-01"], ["2026-01-01", "2026-04-01"]]
+
+
+# ---- remote publishing: output.gcs and output.ee_asset ---------------------------------------------------------
+fake_gcs = gcs_fake_server.fake_gcs  # the fixture
+BUCKET = "test-bucket"
+
+
+@pytest.fixture
+def ee_server(monkeypatch: pytest.MonkeyPatch):
+    """The fake Earth Engine server; the job's ``initialize()`` finds it through $GEESOIL_EE_URL."""
+    server = FakeEarthEngine({}).start()
+    monkeypatch.setattr(ee.deprecation, "_FetchDataCatalogStac", dict)
+    monkeypatch.setattr("geesoil.ee.auth.find_login", lambda environ=None: fake_login())
+    monkeypatch.setenv("GEESOIL_EE_URL", server.url)
+    try:
+        yield server
+    finally:
+        ee.Reset()
+        server.stop()
+
+
+def with_output(job_file: Path, lines: str) -> Path:
+    job_file.write_text(job_file.read_text().replace("[output]", "[output]\n" + lines, 1))
+    return job_file
+
+
+def test_gcs_output_uploads_each_version_under_its_own_prefix(
+    tmp_path: Path, world: dict[str, Path], fake_gcs: FakeGcs
+) -> None:
+    job_file = with_output(
+        write_job(tmp_path, world), f'gcs = "gs://{BUCKET}/soc/edge"\ngcs_endpoint = "{fake_gcs.url}"'
+    )
+    job = load_job(job_file, tmp_path)
+    assert run_job(job, today=D1).version == "v1"
+    v1 = tmp_path / "out" / "v1"
+    names = sorted([*json.loads((v1 / "run.json").read_text())["outputs"], "run.json"])
+    got = {n.removeprefix("soc/edge/v1/"): b for (bk, n), b in fake_gcs.objects.items() if bk == BUCKET}
+    assert sorted(got) == names and all(got[n] == (v1 / n).read_bytes() for n in names)
+    remote = read_manifest(tmp_path / "out", job)["versions"][0]["remote"]
+    assert remote["status"] == "published" and remote["targets"] == {"gcs": f"gs://{BUCKET}/soc/edge/v1"}
+    assert remote["objects"]["soc_mean.tif"] == f"gs://{BUCKET}/soc/edge/v1/soc_mean.tif"
+    n_uploads = len(fake_gcs.uploads())
+    assert run_job(job, today=D1).status == "up-to-date" and len(fake_gcs.uploads()) == n_uploads
+
+
+def test_ee_asset_output_registers_name_underscore_version(
+    tmp_path: Path, world: dict[str, Path], fake_gcs: FakeGcs, ee_server: FakeEarthEngine
+) -> None:
+    asset = "projects/my-ee-project/assets/soc/edge"
+    job_file = with_output(
+        write_job(tmp_path, world),
+        f'ee_asset = "{asset}"\ngcs_bucket = "{BUCKET}"\ngcs_endpoint = "{fake_gcs.url}"\nee_project = "test"',
+    )
+    job = load_job(job_file, tmp_path)
+    assert run_job(job, today=D1).version == "v1"
+    assert f"{asset}_v1" in ee_server.assets
+    uris = [ts["sources"][0]["uris"][0] for ts in ee_server.assets[f"{asset}_v1"]["tilesets"]]
+    assert uris and all(u.startswith(f"gs://{BUCKET}/soc/edge_v1/") for u in uris)
+    remote = read_manifest(tmp_path / "out", job)["versions"][0]["remote"]
+    assert remote["status"] == "published" and remote["ee_asset"] == f"{asset}_v1"
+
+
+@pytest.mark.parametrize(
+    ("lines", "words"),
+    [
+        ('gcs = "gs://Bad_Bucket!/soc"', ["output.gcs", "Bad_Bucket!"]),
+        ('ee_asset = "users/me/soc"\ngcs_bucket = "b-ok"', ["output.ee_asset", "users/"]),
+        ('ee_asset = "projects/my-ee-project/assets/soc"', ["output.ee_asset", "needs a bucket"]),
+        ('ee_asset = "projects/my-ee-project/assets/soc.v1"\ngcs_bucket = "b-ok"', ["output.ee_asset"]),
+        ('gcs = "gs://b-ok/soc"\ngcs_endpoint = "localhost:4443"', ["output.gcs_endpoint", "http"]),
+        ('gcs_bucket = "b-ok"', ["output.gcs_bucket", "only used with output.ee_asset"]),
+        ("gcs = 3", ["output.gcs", "a string"]),
+    ],
+)
+def test_bad_remote_outputs_exit_2_naming_the_key(
+    tmp_path: Path, world: dict[str, Path], lines: str, words: list[str]
+) -> None:
+    job_file = with_output(write_job(tmp_path, world), lines)
+    res = CliRunner().invoke(cli, ["refresh", str(job_file), "--workdir", str(tmp_path)])
+    assert res.exit_code == 2, res.output
+    for w in words:
+        assert w in res.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_failed_upload_exits_1_and_the_rerun_only_uploads(
+    tmp_path: Path, world: dict[str, Path], fake_gcs: FakeGcs, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    job_file = with_output(
+        write_job(tmp_path, world), f'gcs = "gs://{BUCKET}/soc"\ngcs_endpoint = "{fake_gcs.url}"'
+    )
+    args = ["refresh", str(job_file), "--workdir", str(tmp_path), "--today", "2025-06-01"]
+    fake_gcs.fail_uploads(status=403, times=1, after=2)
+    res = CliRunner().invoke(cli, args)
+    assert res.exit_code == 1, res.output
+    assert "v1 is published locally but the upload failed" in res.stderr and "403" in res.stderr
+    out = tmp_path / "out"
+    entry = json.loads((out / "manifest.json").read_text())["versions"][0]
+    assert entry["status"] == "published" and entry["remote"]["status"] == "failed"
+    assert os.readlink(out / "latest") == "v1"
+
+    def no_mapping(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        raise AssertionError("the rerun must not map again")
+
+    monkeypatch.setattr(map_run, "predict_tile", no_mapping)
+    res = CliRunner().invoke(cli, args)
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["status"] == "remote-published"
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert [v["version"] for v in manifest["versions"]] == ["v1"]
+    assert manifest["versions"][0]["remote"]["status"] == "published"
+    v1 = out / "v1"
+    for name in [*json.loads((v1 / "run.json").read_text())["outputs"], "run.json"]:
+        assert fake_gcs.objects[(BUCKET, f"soc/v1/{name}")] == (v1 / name).read_bytes()
+    assert CliRunner().invoke(cli, args).exit_code == 0  # and now a plain no-op

@@ -31,6 +31,11 @@ A job file has these tables (every key is checked; unknown keys, wrong types and
 
     [output]
     dir = "edgeroi"                   # versions v1, v2, ... and manifest.json go here
+    gcs = "gs://my-bucket/soc/edgeroi"   # optional: each version also goes to <prefix>/<version>/...
+    ee_asset = "projects/my-project/assets/soc/edgeroi"  # optional: registered as <NAME>_<version>
+    gcs_bucket = "my-bucket"          # ee_asset without gcs: the bucket its COGs are staged in
+    gcs_endpoint = "http://localhost:4443"  # optional: a Cloud Storage emulator
+    ee_project = "my-project"         # optional: the Earth Engine project (default: the asset's)
 
     [retention]
     keep = 5                          # published versions kept (older ones are deleted)
@@ -153,7 +158,14 @@ _SCHEMA: dict[str, dict[str, tuple[type | tuple[type, ...], ...]]] = {
         "aoa": (bool,),
         "aoa_samples": (str,),
     },
-    "output": {"dir": (str,), "gcs": (str,), "ee_asset": (str,)},
+    "output": {
+        "dir": (str,),
+        "gcs": (str,),
+        "gcs_bucket": (str,),
+        "gcs_endpoint": (str,),
+        "ee_asset": (str,),
+        "ee_project": (str,),
+    },
     "retention": {"keep": (int,)},
 }
 _TYPE_WORDS = {str: "a string", list: "a list", int: "an integer", float: "a number", bool: "true or false"}
@@ -216,6 +228,53 @@ def _date(value: Any, key: str, path: Path) -> str:
         return dt.date.fromisoformat(value).isoformat()
     except ValueError:
         raise JobError(f"{path}: {key} = {value!r} is not an ISO date (YYYY-MM-DD)") from None
+
+
+_REMOTE_KEYS = ("gcs", "gcs_bucket", "gcs_endpoint", "ee_asset", "ee_project")
+
+
+def parse_remote(out_t: dict[str, Any], path: Path) -> dict[str, str]:
+    """The ``[output]`` remote keys, checked: ``gcs`` a gs:// URL, ``ee_asset`` an asset id with a bucket to stage
+    its COGs in (``gcs`` or ``gcs_bucket``), ``gcs_endpoint`` an http(s) URL; each error names its key."""
+    from geesoil.publish.ee_asset import parse_asset_id
+    from geesoil.publish.folder import ExportError
+    from geesoil.publish.gcs import check_bucket, parse_gcs_url
+
+    remote = {k: out_t[k].strip() for k in _REMOTE_KEYS if k in out_t}
+    checks = {"gcs": parse_gcs_url, "gcs_bucket": check_bucket, "ee_asset": parse_asset_id}
+    for key, check in checks.items():
+        if key in remote:
+            try:
+                check(remote[key])
+            except ExportError as exc:
+                raise JobError(f"{path}: output.{key} = {remote[key]!r} is not valid ({exc})") from None
+    if "gcs" in remote and "gcs_bucket" in remote:
+        raise JobError(
+            f"{path}: give output.gcs (gs://BUCKET/PREFIX) or output.gcs_bucket, not both: the bucket is part of "
+            "output.gcs"
+        )
+    if "ee_asset" in remote and "gcs" not in remote and "gcs_bucket" not in remote:
+        raise JobError(
+            f"{path}: output.ee_asset needs a bucket to stage the COGs in: add output.gcs = "
+            '"gs://BUCKET/PREFIX" or output.gcs_bucket = "BUCKET"'
+        )
+    if "gcs_bucket" in remote and "ee_asset" not in remote:
+        raise JobError(
+            f"{path}: output.gcs_bucket is only used with output.ee_asset; for Cloud Storage alone write "
+            'output.gcs = "gs://BUCKET/PREFIX"'
+        )
+    if "ee_project" in remote and "ee_asset" not in remote:
+        raise JobError(
+            f"{path}: output.ee_project is only used with output.ee_asset; add it or drop ee_project"
+        )
+    if "gcs_endpoint" in remote:
+        if not remote["gcs_endpoint"].startswith(("http://", "https://")):
+            raise JobError(
+                f"{path}: output.gcs_endpoint must be an http(s) URL (an emulator), got {remote['gcs_endpoint']!r}"
+            )
+        if "gcs" not in remote and "gcs_bucket" not in remote:
+            raise JobError(f"{path}: output.gcs_endpoint is only used with output.gcs or output.gcs_bucket")
+    return remote
 
 
 def parse_job(doc: dict[str, Any], path: Path, workdir: Path) -> Job:
@@ -294,19 +353,7 @@ def parse_job(doc: dict[str, Any], path: Path, workdir: Path) -> Job:
         raise JobError(f"{path}: missing key output.dir (the folder the versions are published to)")
     out_dir = Path(out_t["dir"]).expanduser()
     out_dir = (out_dir if out_dir.is_absolute() else workdir / out_dir).resolve()
-    remote = {k: out_t[k] for k in ("gcs", "ee_asset") if k in out_t}
-    if "gcs" in remote:
-        if not remote["gcs"].startswith("gs://"):
-            raise JobError(f"{path}: output.gcs must start with gs://, got {remote['gcs']!r}")
-        raise JobError(
-            f"{path}: output.gcs: publishing to Cloud Storage is not available in this build; drop the key "
-            f"and copy the published folder yourself (gsutil -m rsync -r {out_dir}/latest {remote['gcs']})"
-        )
-    if "ee_asset" in remote:
-        raise JobError(
-            f"{path}: output.ee_asset: uploading to an Earth Engine asset is not available in this build; "
-            "drop the key and upload latest/soc_mean.tif with 'earthengine upload image'"
-        )
+    remote = parse_remote(out_t, path)
     keep = ret_t.get("keep", 5)
     if keep < 1:
         raise JobError(

@@ -48,7 +48,8 @@ class RefreshFailed(GeesoilError):
 
 @dataclass
 class RefreshResult:
-    """What a run did: ``status`` is ``published`` or ``up-to-date``."""
+    """What a run did: ``status`` is ``published``, ``up-to-date`` or ``remote-published`` (the local version was
+    current; only its upload to ``output.gcs``/``output.ee_asset`` was (re)done)."""
 
     status: str
     version: str
@@ -201,6 +202,74 @@ def _prune(out: Path, manifest: dict[str, Any], keep: int) -> list[str]:
     return [v["version"] for v in old]
 
 
+def _remote_step(
+    job: Job,
+    out: Path,
+    manifest: dict[str, Any],
+    entry: dict[str, Any],
+    progress: bool,
+    record: dict[str, Any] | None,
+) -> bool:
+    """Copy a published version to the job's remote targets when it has not reached them; False when nothing to do.
+
+    The outcome goes into the version's manifest entry (``remote``); a failure raises :class:`RefreshFailed`.
+    """
+    from geesoil.refresh.remote import needs_publish, publish_remote, targets
+
+    version = entry["version"]
+    if not needs_publish(job.remote, entry):
+        return False
+    t0 = time.perf_counter()
+    try:
+        done = publish_remote(job.remote, out / version, version, progress=progress)
+    except Exception as exc:
+        entry["remote"] = {
+            "targets": targets(job.remote, version),
+            "status": "failed",
+            "error": f"{type(exc).__name__}: {exc}",
+            "finished": now(),
+        }
+        if record is not None:
+            record["remote"] = "failed"
+        write_manifest(out, manifest)
+        _event(
+            logging.ERROR,
+            "remote-failed",
+            "job %s: %s is published locally but not remotely: %s",
+            job.name,
+            version,
+            exc,
+            job=job.name,
+            version=version,
+            error=str(exc),
+        )
+        raise RefreshFailed(
+            f"job {job.name}: {version} is published locally but the upload failed ({exc}); run the job again to "
+            "retry the upload only"
+        ) from exc
+    entry["remote"] = {
+        **done,
+        "status": "published",
+        "finished": now(),
+        "seconds": round(time.perf_counter() - t0, 3),
+    }
+    if record is not None:
+        record["remote"] = "published"
+    write_manifest(out, manifest)
+    _event(
+        logging.INFO,
+        "remote-published",
+        "job %s: %s published to %s",
+        job.name,
+        version,
+        ", ".join(entry["remote"]["targets"].values()),
+        job=job.name,
+        version=version,
+        targets=entry["remote"]["targets"],
+    )
+    return True
+
+
 def run_job(
     job: Job,
     *,
@@ -219,6 +288,9 @@ def run_job(
         fp = digest(inputs)
         latest = latest_entry(manifest)
         if latest and latest.get("fingerprint") == fp and (out / latest["version"] / "run.json").is_file():
+            if _remote_step(job, out, manifest, latest, progress, None):
+                secs = time.perf_counter() - t0
+                return RefreshResult("remote-published", latest["version"], fp, out, secs)
             secs = time.perf_counter() - t0
             _event(
                 logging.INFO,
@@ -326,6 +398,7 @@ def run_job(
         with contextlib.suppress(OSError):
             (out / STAGING).rmdir()
         pruned = _prune(out, manifest, job.keep)
+        _remote_step(job, out, manifest, entry, progress, record)
         secs = time.perf_counter() - t0
         _event(
             logging.INFO,
