@@ -1,7 +1,7 @@
 """Benchmark: covariate extraction at points — the local coarse pack, and Earth Engine through the fake server.
 
-Usage: ``python benchmarks/bench_extract.py [--points 100000] [--ee-points 2000] [--ee-latency 1.0]
-[--ee-batch 250] [--ee-workers 1,8]``.
+Usage: ``python benchmarks/bench_extract.py [--points 100000] [--ee-points 20000] [--ee-latency 0.2]
+[--ee-batch 250] [--ee-workers 1,8] [--no-ee-auto-batch]``.
 
 ``local``: every covariate of the shared coarse pack at ``--points`` random land points (uniform on the sphere, kept
 where the 20' elevation layer has data). ``cold`` is the first call on a fresh source (opens and reads every raster),
@@ -11,8 +11,11 @@ where the 20' elevation layer has data). ``cold`` is the first call on a fresh s
 ``tests/ee_fake_server.py`` serving the same pack on 127.0.0.1 from its own process, each compute request delayed by
 ``--ee-latency`` seconds (a stand-in for Earth Engine's round trip and compute; the fake's own per-point raster reads
 are included too and do not overlap across requests, since the fake is one Python process). Batches of
-``--ee-batch`` points, once per ``--ee-workers`` value, so the figures show how concurrent requests hide latency.
-Points/s and the number of ``computeFeatures`` requests are recorded; these are not Earth Engine's real speeds.
+``--ee-batch`` points, once per ``--ee-workers`` value, so the figures show how concurrent requests hide latency;
+then once more with the batch size the source picks by itself (from the payload limit) and the most workers, to show
+what batching adds. Each run records points/s, the ``computeFeatures`` requests (and how many were first pages, i.e.
+batches), all requests, and the HTTP body bytes the fake server received and sent (MB = 10^6 bytes, MB/s over the
+run's wall time). These are not Earth Engine's real speeds.
 """
 
 from __future__ import annotations
@@ -108,9 +111,15 @@ def _serve(pack: str, latency_s: float, conn: Any) -> None:
     while True:
         msg = conn.recv()
         if msg == "stats":
+            calls = server.calls_to("")
+            features = [c for c in calls if "table:computeFeatures" in c.path]
             conn.send(
                 {
-                    "requests": len(server.calls_to("table:computeFeatures")),
+                    "requests": len(features),
+                    "batches": sum(1 for c in features if not c.body.get("pageToken")),
+                    "all_requests": len(calls),
+                    "bytes_in": sum(c.bytes_in for c in calls),
+                    "bytes_out": sum(c.bytes_out for c in calls),
                     "max_in_flight": server.max_in_flight,
                 }
             )
@@ -121,10 +130,39 @@ def _serve(pack: str, latency_s: float, conn: Any) -> None:
             return
 
 
+def _run_figures(n: int, seconds: float, stats: dict[str, int], before: dict[str, int]) -> dict[str, Any]:
+    """Figures of one sampling run from the server's cumulative counters after and before it."""
+    d = {k: stats[k] - before[k] for k in ("requests", "batches", "all_requests", "bytes_in", "bytes_out")}
+    received, sent = d["bytes_out"] / 1e6, d["bytes_in"] / 1e6  # as the client sees them
+    return {
+        "seconds_s": seconds,
+        "points_per_s": n / seconds,
+        "requests": d["requests"],
+        "batches": d["batches"],
+        "all_requests": d["all_requests"],
+        "max_in_flight": stats["max_in_flight"],
+        "mb_received": received,
+        "mb_sent": sent,
+        "mb_received_per_s": received / seconds,
+        "mb_sent_per_s": sent / seconds,
+        "mb_per_s": (received + sent) / seconds,
+    }
+
+
 def bench_ee(
-    pack: Path, points: pd.DataFrame, *, latency_s: float, batch: int, workers: tuple[int, ...]
+    pack: Path,
+    points: pd.DataFrame,
+    *,
+    latency_s: float,
+    batch: int,
+    workers: tuple[int, ...],
+    auto_batch: bool = True,
 ) -> dict[str, Any]:
-    """Sample ``points`` through the fake server (its own process, so its work does not share our GIL)."""
+    """Sample ``points`` through the fake server (its own process, so its work does not share our GIL).
+
+    One run per ``workers`` value with batches of ``batch``; with ``auto_batch`` one more run with the most workers
+    and the source's own batch size (figures under ``auto_batch``).
+    """
     import multiprocessing as mp
 
     import ee
@@ -145,12 +183,15 @@ def bench_ee(
     try:
         initialize(project="bench", url=url, login=fake.fake_login(), environ={}, connect_timeout_s=5)
         conn.send("stats")
-        before = conn.recv()["requests"]
-        for w in workers:
+        before = conn.recv()
+        runs: list[tuple[str, int, int | None]] = [(f"workers{w}", w, batch) for w in workers]
+        if auto_batch and workers:
+            runs.append(("auto_batch", max(workers), None))
+        for key, w, size in runs:
             source = EarthEngineSource(
                 "coarse-global-v1",
                 max_workers=w,
-                batch_size=batch,
+                batch_size=size,
                 cache_dir=None,
                 retry=RetryPolicy(retries=2, base_s=0.05, max_s=0.2),
                 progress=False,
@@ -159,19 +200,22 @@ def bench_ee(
                 values = source.sample(points)
             conn.send("stats")
             stats = conn.recv()
-            out[f"workers{w}"] = {
-                "seconds_s": t.s,
-                "points_per_s": len(points) / t.s,
-                "requests": stats["requests"] - before,
-                "max_in_flight": stats["max_in_flight"],
-                "covariates": values.shape[1],
-                "complete_fraction": float(values.notna().all(axis=1).mean()),
-            }
-            before = stats["requests"]
+            fig = _run_figures(len(points), t.s, stats, before)
+            fig["workers"] = w
+            fig["batch_size"] = size if size is not None else -(-len(points) // max(1, fig["batches"]))
+            fig["covariates"] = values.shape[1]
+            fig["complete_fraction"] = float(values.notna().all(axis=1).mean())
+            out[key] = fig
+            before = stats
         if len(workers) >= 2:
             lo, hi = min(workers), max(workers)
             out[f"workers{hi}_vs_{lo}_speedup"] = (
                 out[f"workers{hi}"]["points_per_s"] / out[f"workers{lo}"]["points_per_s"]
+            )
+        if "auto_batch" in out and workers:
+            lo = min(workers)
+            out["auto_batch"]["speedup_vs_workers1"] = (
+                out["auto_batch"]["points_per_s"] / out[f"workers{lo}"]["points_per_s"]
             )
     finally:
         ee.Reset()
@@ -186,20 +230,26 @@ def run(
     *,
     points: int = 100_000,
     repeat: int = 2,
-    ee_points: int = 2000,
-    ee_latency_s: float = 1.0,
+    ee_points: int = 20_000,
+    ee_latency_s: float = 0.2,
     ee_batch: int = 250,
     ee_workers: tuple[int, ...] = (1, 8),
+    ee_auto_batch: bool = True,
     seed: int = 0,
 ) -> dict[str, Any]:
     machine = machine_info("cpu")
     pack = shared_data() / "covariates"
-    pts = land_points(pack, points, seed)
+    pts = land_points(pack, max(points, ee_points), seed)
     with quiet_geesoil():  # the missing-value report is expected (coasts, > 80° N...)
-        figures: dict[str, Any] = {"local": bench_local(pack, pts, repeat)}
+        figures: dict[str, Any] = {"local": bench_local(pack, pts.iloc[:points], repeat)}
         if ee_points > 0:
             figures["ee"] = bench_ee(
-                pack, pts.iloc[:ee_points], latency_s=ee_latency_s, batch=ee_batch, workers=ee_workers
+                pack,
+                pts.iloc[:ee_points],
+                latency_s=ee_latency_s,
+                batch=ee_batch,
+                workers=ee_workers,
+                auto_batch=ee_auto_batch,
             )
     figures["peak_rss_mb"] = peak_rss_mb()
     params = {
@@ -211,10 +261,12 @@ def run(
         "ee_latency_s": ee_latency_s,
         "ee_batch": ee_batch,
         "ee_workers": list(ee_workers),
+        "ee_auto_batch": ee_auto_batch,
         "seed": seed,
     }
     notes = [
         "ee figures are against the local fake server with injected latency, not Earth Engine itself",
+        "ee MB/s: HTTP body bytes received from / sent to the fake server per second of the run (MB = 10^6 B)",
     ]
     directions = {"ee.latency_s": "info"}
     return make_result(NAME, params, figures, machine=machine, directions=directions, notes=notes)
@@ -224,10 +276,16 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--points", type=int, default=100_000)
     ap.add_argument("--repeat", type=int, default=2)
-    ap.add_argument("--ee-points", type=int, default=2000, help="0 skips the Earth Engine part")
-    ap.add_argument("--ee-latency", type=float, default=1.0, help="seconds added to each fake EE request")
+    ap.add_argument("--ee-points", type=int, default=20_000, help="0 skips the Earth Engine part")
+    ap.add_argument("--ee-latency", type=float, default=0.2, help="seconds added to each fake EE request")
     ap.add_argument("--ee-batch", type=int, default=250)
     ap.add_argument("--ee-workers", default="1,8")
+    ap.add_argument(
+        "--no-ee-auto-batch",
+        dest="ee_auto_batch",
+        action="store_false",
+        help="skip the run with the source's own batch size",
+    )
     ap.add_argument("--seed", type=int, default=0)
     add_output_args(ap)
     args = ap.parse_args(argv)
@@ -239,6 +297,7 @@ def main(argv: list[str] | None = None) -> None:
         ee_latency_s=args.ee_latency,
         ee_batch=args.ee_batch,
         ee_workers=tuple(int(w) for w in args.ee_workers.split(",") if w.strip()),
+        ee_auto_batch=args.ee_auto_batch,
         seed=args.seed,
     )
     save_result(result, out_dir_of(args))

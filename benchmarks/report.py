@@ -210,6 +210,18 @@ def finetune_section(r: Mapping[str, Any]) -> list[str]:
     ]
 
 
+def _int_suffix(key: str) -> int | None:
+    digits = "".join(c for c in key if c.isdigit())
+    return int(digits) if digits else None
+
+
+def _mb_per_s(v: Mapping[str, Any]) -> str:
+    got, sent = v.get("mb_received_per_s"), v.get("mb_sent_per_s")
+    if got is None and sent is None:
+        return "–"
+    return f"{num(got)} / {num(sent)}"
+
+
 def extract_section(r: Mapping[str, Any]) -> list[str]:
     f, p = r["figures"], r["params"]
     loc = f.get("local", {})
@@ -234,29 +246,51 @@ def extract_section(r: Mapping[str, Any]) -> list[str]:
     if ee:
         rows = []
         for k, v in ee.items():
-            if isinstance(v, Mapping) and k.startswith("workers"):
+            if isinstance(v, Mapping) and (k.startswith("workers") or k == "auto_batch"):
+                batch = v.get("batch_size", ee.get("batch"))
+                label = "source's own" if k == "auto_batch" else "forced"
                 rows.append(
                     [
-                        k.removeprefix("workers"),
+                        num(v.get("workers", _int_suffix(k))),
+                        f"{num(batch)} ({label})",
                         num(v.get("requests")),
                         num(v.get("max_in_flight")),
                         f"{num(v.get('seconds_s'))} s",
                         num(v.get("points_per_s"), 0),
+                        _mb_per_s(v),
                     ]
                 )
         speedup = next((v for k, v in ee.items() if k.endswith("_speedup")), None)
+        auto = ee.get("auto_batch")
         lines += [
             "",
             f"Earth Engine path through the fake server (`tests/ee_fake_server.py`, own process) with "
-            f"{num(ee.get('latency_s'))} s injected per request: {num(ee.get('points'))} points in batches of "
-            f"{num(ee.get('batch'))}, `{p.get('ee_catalog')}` "
+            f"{num(ee.get('latency_s'))} s injected per request: {num(ee.get('points'))} points, "
+            f"`{p.get('ee_catalog')}` "
             "catalog (its Earth Engine-buildable covariates). Not Earth Engine's real speed: it shows how much "
-            "concurrent requests hide latency.",
+            "concurrent requests and bigger batches hide latency. MB/s: HTTP body bytes received from / sent to "
+            "the fake server per second (MB = 10⁶ bytes).",
             "",
-            *table(["concurrent requests", "requests", "max in flight", "time", "points/s"], rows),
+            *table(
+                [
+                    "concurrent requests",
+                    "batch size",
+                    "requests",
+                    "max in flight",
+                    "time",
+                    "points/s",
+                    "MB/s received / sent",
+                ],
+                rows,
+            ),
         ]
         if speedup is not None:
-            lines += ["", f"Concurrency speed-up: **{num(speedup)}×**."]
+            lines += ["", f"Concurrency speed-up (same batches): **{num(speedup)}×**."]
+        if isinstance(auto, Mapping) and auto.get("speedup_vs_workers1") is not None:
+            lines += [
+                f"Concurrency plus the source's own batch size: **{num(auto['speedup_vs_workers1'])}×** "
+                "over one request at a time with forced small batches."
+            ]
     lines += ["", f"Peak RSS of the whole run: {num(f.get('peak_rss_mb'), 0)} MiB."]
     return lines
 

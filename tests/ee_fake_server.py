@@ -256,6 +256,8 @@ class Call:
     path: str
     body: dict[str, Any] = field(default_factory=dict)
     status: int = 200
+    bytes_in: int = 0  # request body bytes received
+    bytes_out: int = 0  # response body bytes sent
 
 
 class FakeEarthEngine:
@@ -495,7 +497,7 @@ class _Handler(BaseHTTPRequestHandler):
             with fake._lock:
                 fake._in_flight -= 1
         with fake._lock:
-            fake.calls.append(Call(method, path, body, status))
+            fake.calls.append(Call(method, path, body, status, len(raw), len(payload)))
         self.send_response(status)
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(payload)))

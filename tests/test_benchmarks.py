@@ -329,6 +329,13 @@ def test_extract_benchmark_smoke(coarse_pack, tmp_path, capsys):
     assert ee["workers1"]["requests"] == 3 and ee["workers2"]["requests"] == 3
     assert ee["workers1"]["max_in_flight"] == 1 and 1 <= ee["workers2"]["max_in_flight"] <= 2
     assert ee["workers1"]["covariates"] == 5 and ee["workers2_vs_1_speedup"] > 0
+    # the same points and batches cross the wire whatever the concurrency: equal byte counts, all of them > 0
+    w1, w2, auto = ee["workers1"], ee["workers2"], ee["auto_batch"]
+    assert w1["mb_sent"] == w2["mb_sent"] > 0 and w1["mb_received"] == w2["mb_received"] > 0
+    assert w1["mb_received_per_s"] == pytest.approx(w1["mb_received"] / w1["seconds_s"], rel=1e-3)
+    # the source's own batch size fits 60 points in one request (the payload limit allows thousands)
+    assert auto["requests"] == auto["batches"] == 1 and auto["batch_size"] == 60 and auto["workers"] == 2
+    assert "MB/s received / sent" in "\n".join(report.extract_section(doc))
     assert doc["machine"]["cores"] >= 1 and doc["figures"]["peak_rss_mb"] > 0
 
 
