@@ -26,8 +26,6 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import (  # noqa: E402
@@ -59,7 +57,7 @@ def throughput(members: int = 2, tile_size: int = 512) -> dict[str, Any]:
 
     from geesoil.covariates.local import LocalPackSource
     from geesoil.mapping.run import MapRequest, execute, plan_map
-    from geesoil.mapping.tiler import TileSettings, aoi_mask, pixel_lonlat
+    from geesoil.mapping.tiler import TileSettings, aoi_mask, tile_table
 
     pack = shared_data() / "regional" / "edgeroi"
     source = LocalPackSource(pack)
@@ -83,18 +81,10 @@ def throughput(members: int = 2, tile_size: int = 512) -> dict[str, Any]:
 
         names = list(plan.covariate_names)
         settings = TileSettings(tuple(names), req.alpha)
-        parts = []
-        for tile in plan.tiles():  # the same valid pixels as one table, read outside the timings
-            grid = tile.grid
-            ds = source.read(grid, names)
-            valid = aoi_mask(grid, plan.geom)
-            for name in names:
-                valid &= np.isfinite(ds[name].values)
-            rows, cols = np.nonzero(valid)
-            lon, lat = pixel_lonlat(grid, rows, cols)
-            tab = {k: ds[k].values[rows, cols].astype(float) for k in names}
-            parts.append(pd.DataFrame({**tab, "lon": lon, "lat": lat}))
-        X = pd.concat(parts, ignore_index=True)
+        X = pd.concat(  # the same valid pixels as one table, read outside the timings
+            [tile_table(source, t.grid, aoi_mask(t.grid, plan.geom), names)[0] for t in plan.tiles()],
+            ignore_index=True,
+        )
         if len(X) != n:
             raise RuntimeError(f"pixel table has {len(X)} rows but the map {n} valid pixels")
         with timer() as t_inf:

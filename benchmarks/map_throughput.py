@@ -22,12 +22,11 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from geesoil.covariates.local import LocalPackSource
 from geesoil.mapping.run import MapRequest, execute, plan_map
-from geesoil.mapping.tiler import TileSettings, aoi_mask, pixel_lonlat
+from geesoil.mapping.tiler import TileSettings, aoi_mask, tile_table
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -92,21 +91,12 @@ def main() -> None:
         end_to_end = time.perf_counter() - t0
         n = doc["pixels"]["valid"]
 
-        # the same pixels as one table (read once, outside the timing)
         names = list(plan.covariate_names)
         settings = TileSettings(tuple(names), req.alpha)
-        parts = []
-        for tile in plan.tiles():
-            grid = tile.grid
-            ds = source.read(grid, names)
-            valid = aoi_mask(grid, plan.geom)
-            for name in names:
-                valid &= np.isfinite(ds[name].values)
-            rows, cols = np.nonzero(valid)
-            lon, lat = pixel_lonlat(grid, rows, cols)
-            tab = {k: ds[k].values[rows, cols].astype(float) for k in names}
-            parts.append(pd.DataFrame({**tab, "lon": lon, "lat": lat}))
-        X = pd.concat(parts, ignore_index=True)
+        X = pd.concat(  # the same valid pixels as one table, read outside the timings
+            [tile_table(source, t.grid, aoi_mask(t.grid, plan.geom), names)[0] for t in plan.tiles()],
+            ignore_index=True,
+        )
         assert len(X) == n, (len(X), n)
         model = plan.model
         t0 = time.perf_counter()

@@ -64,6 +64,24 @@ def aoi_mask(grid: Grid, geom: BaseGeometry) -> np.ndarray:
     return geometry_mask([geom], out_shape=grid.shape, transform=grid.affine, invert=True)
 
 
+def tile_table(
+    source: CovariateSource, grid: Grid, inside: np.ndarray, names: Sequence[str]
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """The model input of one tile: ``X`` (covariates ``names`` + lon/lat, one row per valid pixel in row-major
+    order, i.e. ``np.nonzero(valid)``) and ``valid`` (inside the AOI and every covariate finite)."""
+    valid = inside.copy()
+    if not inside.any():  # nothing to read
+        return pd.DataFrame(columns=[*names, "lon", "lat"], dtype=np.float64), valid
+    ds = source.read(grid, list(names))
+    for name in names:
+        valid &= np.isfinite(ds[name].values)
+    rows, cols = np.nonzero(valid)
+    lon, lat = pixel_lonlat(grid, rows, cols)
+    table = {name: ds[name].values[rows, cols].astype(np.float64) for name in names}
+    table["lon"], table["lat"] = lon, lat
+    return pd.DataFrame(table), valid
+
+
 def predict_tile(
     model: Any,
     source: CovariateSource,
@@ -89,20 +107,12 @@ def predict_tile(
     if aoa is not None:
         out["aoa"] = np.full(shape, AOA_NODATA, np.uint8)
         out["di"] = np.full(shape, np.nan, np.float32)
-    valid = inside.copy()
-    if inside.any():
-        ds = source.read(grid, list(settings.covariates))
-        for name in settings.covariates:
-            valid &= np.isfinite(ds[name].values)
+    X, valid = tile_table(source, grid, inside, settings.covariates)
     out["valid"] = valid
     out["in_aoi"] = inside
     if not valid.any():
         return out
     rows, cols = np.nonzero(valid)
-    lon, lat = pixel_lonlat(grid, rows, cols)
-    table = {name: ds[name].values[rows, cols].astype(np.float64) for name in settings.covariates}
-    table["lon"], table["lat"] = lon, lat
-    X = pd.DataFrame(table)
     results = _predict_batches(model, X, settings, aoa)
     for key, vals in results.items():
         out[key][rows, cols] = vals
