@@ -88,6 +88,21 @@ def _csv_list(value: str | None) -> list[str] | None:
 @click.option(
     "--epochs", default=200, show_default=True, type=int, help="Maximum training epochs per member."
 )
+@click.option(
+    "--window",
+    default=0,
+    show_default=True,
+    type=click.IntRange(0, 2),
+    help="Pixels of spatial context each side of a sample: 0 = the sample's pixel, 1 = a 3x3 window, 2 = 5x5. "
+    "Every model fine-tuned or mapped from this one uses the same window.",
+)
+@click.option(
+    "--window-step",
+    "window_step",
+    type=click.FloatRange(min=0, min_open=True),
+    metavar="METRES",
+    help="Pixel size of the window in metres [default: the covariates' native resolution].",
+)
 @_seed
 @_target
 def pretrain(
@@ -96,6 +111,8 @@ def pretrain(
     output: Path,
     members: int,
     epochs: int,
+    window: int,
+    window_step: float | None,
     seed: int,
     target: str,
 ) -> None:
@@ -104,12 +121,19 @@ def pretrain(
     Samples of several files are pooled with spatial de-duplication (sources share profiles); samples where every
     covariate is missing are dropped.
 
+    With --window 1 (or 2) each covariate branch sees a 3x3 (5x5) window of pixels around the sample, --window-step
+    metres apart (GSoilCPM's spatial context); the window is stored in the model and used again when fine-tuning
+    and mapping, at any map scale.
+
     \b
     Example:
       geesoil pretrain --samples wise.parquet --samples afsp.parquet --covariates starter \\
           --members 5 --epochs 200 -o global.geesoil
+      geesoil pretrain --samples wise.parquet --covariates starter --window 1 -o global-w1.geesoil
     """
+    from geesoil.covariates.window import Context
     from geesoil.evaluate import covariate_table, require_samples
+    from geesoil.mapping.run import native_resolution_m
     from geesoil.model.io import save_model
     from geesoil.model.network import SoilNet
     from geesoil.samples import pool_sources
@@ -118,14 +142,26 @@ def pretrain(
     pooled = pool_sources(frames) if len(frames) > 1 else frames[0]
     source = _open(sources)
     where = ", ".join(str(f) for f in sample_files)
-    pooled, X, y = covariate_table(pooled, source, target=target, where=where)
+    context = None
+    if window:
+        numeric = [s.name for s in source.specs if not s.is_categorical]
+        window_step = window_step or native_resolution_m(source, numeric)
+        context = Context(window, window_step, tuple(numeric))
+    pooled, X, y = covariate_table(pooled, source, target=target, where=where, context=context)
     require_samples(len(y), where)
     specs = [s for s in source.specs if X[s.name].notna().any()]
     dropped = [s.name for s in source.specs if s not in specs]
     if dropped:
         log.warning("covariates with no value at any sample are left out: %s", ", ".join(dropped))
     groups = pooled["source"].astype(str).tolist() if "source" in pooled.columns else None
-    model = SoilNet(specs, n_members=members, max_epochs=epochs, random_state=seed)
+    model = SoilNet(
+        specs,
+        n_members=members,
+        max_epochs=epochs,
+        window=window,
+        window_step_m=window_step if window else None,
+        random_state=seed,
+    )
     model.fit(X, y, sources=groups)
     save_model(model, output)
     click.echo(

@@ -23,6 +23,7 @@ import pandas as pd
 from geesoil import cv, metrics
 from geesoil.baselines import QuantileForestSoil, RandomForestSoil, as_specs
 from geesoil.covariates.spec import CovariateSpec
+from geesoil.covariates.window import Context, sample_context
 from geesoil.errors import CovariateError, GeesoilError, ModelError, SampleFileError
 from geesoil.model.auto import AutoModel, transfer_strategies
 
@@ -42,17 +43,22 @@ def covariate_table(
     *,
     target: str = "oc_gkg",
     where: str = "samples",
+    context: Context | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray]:
     """Covariates at the samples: ``(samples, X, y)`` without rows lacking the target or every covariate.
 
-    ``X`` holds the covariates ``names`` (default: all the source has) plus ``lon``/``lat``. Raises
+    ``X`` holds the covariates ``names`` (default: all the source has) plus ``lon``/``lat``, and with a pixel
+    window ``context`` (a model's ``context``) the neighbour columns of its covariates. Raises
     :class:`CovariateError` when every covariate is missing at every sample (the source does not cover them).
     """
     if target not in samples.columns:
         raise SampleFileError(f"{where}: no target column {target!r}; choose it with --target")
-    X = source.sample(samples[["lon", "lat"]].reset_index(drop=True), names)
-    X.index = samples.index
+    points = samples[["lon", "lat"]].reset_index(drop=True)
+    X = source.sample(points, names)
     no_cov = X.isna().all(axis=1).to_numpy()
+    if context is not None and context.window:
+        X = pd.concat([X, sample_context(source, points, context)], axis=1)
+    X.index = samples.index
     if no_cov.all():
         raise CovariateError(
             f"{where}: all covariates are missing (NaN) at all {len(X)} sample locations; "

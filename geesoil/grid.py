@@ -17,6 +17,9 @@ from typing import TypedDict
 import numpy as np
 from rasterio.transform import Affine
 
+#: Metres per degree of latitude (mean), to convert between geographic and metric resolutions and offsets.
+M_PER_DEG = 111_320.0
+
 
 class XeeGridParams(TypedDict):
     """The keyword arguments xee's ``open_dataset(engine="ee")`` takes for a fixed pixel grid."""

@@ -189,3 +189,36 @@ def test_finetune_rf_then_evaluate_writes_json(
         (m, s) for m in ("global", "rf", "qrf") for s in (50, "all")
     }
     assert "spatial 3-fold CV" in err and "qrf" in err
+
+
+def test_window_model_pretrains_finetunes_and_maps(soil_dir: Path, coarse_pack: Path, tmp_path: Path) -> None:
+    """--window 1 end to end: the 3×3 context is stored in the model and used by finetune and map."""
+    pre, ft, out = tmp_path / "w1.geesoil", tmp_path / "edgeroi-w1.geesoil", tmp_path / "map"
+    code, _, err = _run(
+        "pretrain", "--samples", str(soil_dir / "isis.parquet"), "--covariates", str(coarse_pack),
+        "--members", "1", "--epochs", "10", "--window", "1", "-o", str(pre),
+    )  # fmt: skip
+    assert code == 0, err
+    model = load_model(pre)
+    ctx = model.context
+    assert ctx is not None and ctx.size == 3 and 1_000 < ctx.step_m < 100_000  # the pack's native pixel
+    assert read_metadata(pre)["model"]["params"]["window"] == 1
+    code, _, err = _run(
+        "finetune", "--model", str(pre), "--samples", str(soil_dir / "edgeroi.parquet"),
+        "--covariates", str(coarse_pack), "--strategy", "finetuned", "-o", str(ft),
+    )  # fmt: skip
+    assert code == 0, err
+    assert load_model(ft).context == ctx
+    code, _, err = _run(
+        "map", "--aoi", "149.6,-30.25,149.9,-30.05", "--model", str(ft), "--covariates", str(coarse_pack),
+        "--scale", "2000", "-o", str(out),
+    )  # fmt: skip
+    assert code == 0, err
+    import rasterio
+
+    with rasterio.open(out / "soc_mean.tif") as src:
+        mean = src.read(1, masked=True)
+    assert mean.count() > 50 and float(mean.min()) > 0
+    code, _, err = _run("pretrain", "--samples", str(soil_dir / "isis.parquet"), "--covariates",
+                        str(coarse_pack), "--window", "3", "-o", str(tmp_path / "bad"))  # fmt: skip
+    assert code == 2 and "--window" in err

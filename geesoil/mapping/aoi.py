@@ -19,7 +19,7 @@ from shapely.ops import unary_union
 from shapely.validation import explain_validity
 
 from geesoil.errors import GeesoilError
-from geesoil.grid import Grid
+from geesoil.grid import M_PER_DEG, Grid
 
 #: A UTM zone is 6° wide; beyond two zones' width the distortion of one zone grows past ~1 %, so use degrees.
 MAX_UTM_SPAN_DEG = 12.0
@@ -27,8 +27,6 @@ MAX_UTM_SPAN_DEG = 12.0
 UTM_LAT_LIMITS = (-80.0, 84.0)
 #: Grids above this many pixels need an explicit ``--yes`` (a 200 M pixel float32 band is 800 MB per output).
 MAX_PIXELS = 200_000_000
-#: Metres per degree of latitude (mean), to convert a geographic raster's resolution to metres and back.
-M_PER_DEG = 111_320.0
 WGS84 = "EPSG:4326"
 
 

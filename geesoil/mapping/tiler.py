@@ -24,6 +24,7 @@ from rasterio.features import geometry_mask
 from shapely.geometry.base import BaseGeometry
 
 from geesoil.covariates.source import CovariateSource
+from geesoil.covariates.window import Context, read_context
 from geesoil.grid import Grid
 from geesoil.mapping.aoa import AOAReference
 
@@ -65,19 +66,30 @@ def aoi_mask(grid: Grid, geom: BaseGeometry) -> np.ndarray:
 
 
 def tile_table(
-    source: CovariateSource, grid: Grid, inside: np.ndarray, names: Sequence[str]
+    source: CovariateSource,
+    grid: Grid,
+    inside: np.ndarray,
+    names: Sequence[str],
+    context: Context | None = None,
 ) -> tuple[pd.DataFrame, np.ndarray]:
     """The model input of one tile: ``X`` (covariates ``names`` + lon/lat, one row per valid pixel in row-major
-    order, i.e. ``np.nonzero(valid)``) and ``valid`` (inside the AOI and every covariate finite)."""
+    order, i.e. ``np.nonzero(valid)``) and ``valid`` (inside the AOI and every covariate finite).
+
+    With a pixel window ``context`` (the model's), ``X`` also holds the neighbour columns; a missing neighbour
+    does not mask the pixel (the model falls back to the centre value)."""
     valid = inside.copy()
+    extra = context.columns if context is not None else []
     if not inside.any():  # nothing to read
-        return pd.DataFrame(columns=[*names, "lon", "lat"], dtype=np.float64), valid
+        return pd.DataFrame(columns=[*names, *extra, "lon", "lat"], dtype=np.float64), valid
     ds = source.read(grid, list(names))
     for name in names:
         valid &= np.isfinite(ds[name].values)
     rows, cols = np.nonzero(valid)
     lon, lat = pixel_lonlat(grid, rows, cols)
     table = {name: ds[name].values[rows, cols].astype(np.float64) for name in names}
+    if context is not None and valid.any():
+        for col, arr in read_context(source, grid, context).items():
+            table[col] = arr[rows, cols].astype(np.float64)
     table["lon"], table["lat"] = lon, lat
     return pd.DataFrame(table), valid
 
@@ -107,7 +119,7 @@ def predict_tile(
     if aoa is not None:
         out["aoa"] = np.full(shape, AOA_NODATA, np.uint8)
         out["di"] = np.full(shape, np.nan, np.float32)
-    X, valid = tile_table(source, grid, inside, settings.covariates)
+    X, valid = tile_table(source, grid, inside, settings.covariates, getattr(model, "context", None))
     out["valid"] = valid
     out["in_aoi"] = inside
     if not valid.any():

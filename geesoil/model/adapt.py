@@ -81,7 +81,14 @@ def regional_table(
     known = {c.name for c in base_specs}
     regional = tuple(s for s in source.specs if s.name not in known)
     specs = base_specs + regional
-    samples, X, y = covariate_table(samples, source, [s.name for s in specs], target=target, where=where)
+    context = getattr(base, "context", None)
+    if (
+        context is not None
+    ):  # a windowed network: neighbours of every continuous covariate a regional model may use
+        context = context.with_names([s.name for s in specs if not s.is_categorical])
+    samples, X, y = covariate_table(
+        samples, source, [s.name for s in specs], target=target, where=where, context=context
+    )
     empty = [c.name for c in regional if X[c.name].isna().all()]
     if empty:
         log.warning("%s: covariates with no value at any sample are ignored: %s", where, ", ".join(empty))

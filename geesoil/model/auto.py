@@ -207,6 +207,12 @@ class AutoModel:
             return tuple(seen.values())
         return self._covariates
 
+    @property
+    def context(self) -> Any | None:
+        """The pixel window of the (windowed) network among the components, or of the pretrained model."""
+        models = getattr(self, "components_", None) or [self.pretrained]
+        return next((c for m in models if (c := getattr(m, "context", None)) is not None), None)
+
     # --- candidates -----------------------------------------------------------------------------------------
     def candidate_names(self) -> list[str]:
         transfer = transfer_strategies(self.pretrained, self.regional_covariates)

@@ -4,11 +4,17 @@ An encoder is fitted on training data only and then frozen (fine-tuning keeps th
 weights stay meaningful). Its output is two matrices: ``cont`` (float32, one column per z-scored covariate, per
 missing indicator and per location feature) and ``cat`` (int64, one column per categorical covariate holding a
 vocabulary index, 0 = unknown/missing). ``layout`` says which columns feed which group branch.
+
+With a pixel window (``window`` > 0, see :mod:`geesoil.covariates.window`) every continuous covariate also brings
+its k×k − 1 neighbour columns, z-scored with the centre's statistics; a missing neighbour takes the centre's value
+(so a window at a coast or a raster edge degrades to the single pixel). A group branch's linear layer over the
+centre and its neighbours is then a k×k convolution over the window. Categorical covariates use the centre only.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -17,7 +23,8 @@ import numpy as np
 import pandas as pd
 
 from geesoil.covariates.spec import GROUPS, CovariateSpec
-from geesoil.errors import ModelError
+from geesoil.covariates.window import Context, column
+from geesoil.errors import GeesoilError, ModelError
 
 LOCATION_GROUP = "location"
 #: vocabulary index of unseen or missing classes
@@ -118,6 +125,8 @@ class FeatureEncoder:
         location: str | None = "fourier",
         random_state: int = 0,
         group: str | None = None,
+        window: int = 0,
+        step_m: float | None = None,
     ) -> None:
         if location not in LOCATION_MODES:
             raise ModelError(f"location={location!r} not supported; use one of {LOCATION_MODES}")
@@ -132,6 +141,20 @@ class FeatureEncoder:
         self.location = location
         self.random_state = random_state
         self.group = group
+        self.window = window
+        self.step_m = step_m
+        try:
+            Context(window, step_m if step_m is not None else math.nan)
+        except GeesoilError as exc:
+            raise ModelError(str(exc)) from None
+
+    @property
+    def context(self) -> Context | None:
+        """The pixel window the inputs need (``None`` for single-pixel inputs)."""
+        if not self.window:
+            return None
+        names = tuple(s.name for s in self.covariates if not s.is_categorical)
+        return Context(self.window, float(self.step_m), names)
 
     # -- fitting -------------------------------------------------------------------------------------------
     def fit(self, X: pd.DataFrame) -> FeatureEncoder:
@@ -170,8 +193,9 @@ class FeatureEncoder:
         layout = []
         col = 0
         cat_col = 0
+        k2 = (2 * self.window + 1) ** 2
         for g, specs in self._groups().items():
-            n_cont = 2 * sum(not s.is_categorical for s in specs)
+            n_cont = (k2 + 1) * sum(not s.is_categorical for s in specs)
             if g == LOCATION_GROUP and self.location == "fourier":
                 n_cont += 3 + 2 * self.freqs_.shape[1]
             cats = [s for s in specs if s.is_categorical]
@@ -200,24 +224,38 @@ class FeatureEncoder:
                 f"input table lacks columns the model needs: {', '.join(missing)}; "
                 "sample these covariates (and lon/lat) before fitting or predicting"
             )
+        ctx = self.context
+        lacking = [c for c in ctx.columns if c not in X.columns] if ctx is not None else []
+        if lacking:
+            raise ModelError(
+                f"the model uses a {ctx.size}×{ctx.size} pixel window ({ctx.step_m:g} m pixels) but the input table "
+                f"lacks {len(lacking)} neighbour columns (first: {', '.join(lacking[:3])}); build the table with "
+                "geesoil.evaluate.covariate_table(..., context=model.context)"
+            )
 
     def transform(self, X: pd.DataFrame) -> Encoded:
         self._check_columns(X)
         n = len(X)
         conts: list[np.ndarray] = []
         cats: list[np.ndarray] = []
+        ctx = self.context
         for g, specs in self._groups().items():
-            zs, flags = [], []
+            zs, flags, neighbours = [], [], []
             for spec in specs:
                 v = _as_float(X[spec.name])
                 if spec.is_categorical:
                     cats.append(_vocab_index(v, self.vocab_[spec.name]))
                     continue
                 miss = ~np.isfinite(v)
-                z = (np.where(miss, self.mean_[spec.name], v) - self.mean_[spec.name]) / self.std_[spec.name]
-                zs.append(np.clip(z, -Z_CLIP, Z_CLIP))
+                mean, std = self.mean_[spec.name], self.std_[spec.name]
+                centre = np.where(miss, mean, v)
+                zs.append(np.clip((centre - mean) / std, -Z_CLIP, Z_CLIP))
                 flags.append(miss.astype(np.float64))
-            block = [np.stack(zs + flags, axis=1)] if zs else []
+                for dy, dx in ctx.offsets if ctx is not None else ():
+                    nv = _as_float(X[column(spec.name, dy, dx)])
+                    nv = np.where(np.isfinite(nv), nv, centre)
+                    neighbours.append(np.clip((nv - mean) / std, -Z_CLIP, Z_CLIP))
+            block = [np.stack(zs + flags + neighbours, axis=1)] if zs else []
             if g == LOCATION_GROUP and self.location == "fourier":
                 lon, lat = _as_float(X["lon"]), _as_float(X["lat"])
                 bad = ~(np.isfinite(lon) & np.isfinite(lat))
@@ -239,6 +277,8 @@ class FeatureEncoder:
             "location": self.location,
             "random_state": self.random_state,
             "group": self.group,
+            "window": self.window,
+            "step_m": self.step_m,
             "mean": self.mean_,
             "std": self.std_,
             "vocab": self.vocab_,
@@ -252,6 +292,8 @@ class FeatureEncoder:
             location=d["location"],
             random_state=d["random_state"],
             group=d.get("group"),
+            window=int(d.get("window", 0)),
+            step_m=d.get("step_m"),
         )
         enc.mean_ = {k: float(v) for k, v in d["mean"].items()}
         enc.std_ = {k: float(v) for k, v in d["std"].items()}

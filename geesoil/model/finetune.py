@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from geesoil.covariates.spec import CovariateSpec
+from geesoil.covariates.window import Context
 from geesoil.errors import ModelError
 from geesoil.model.conformal import fit_calibration
 from geesoil.model.features import Encoded, FeatureEncoder, spec_from_dict, spec_to_dict
@@ -94,6 +95,9 @@ class _Transfer(NetEnsemble):
 
     def _declared_covariates(self) -> tuple[CovariateSpec, ...]:
         return tuple(self.pretrained.covariates) if self.pretrained is not None else ()
+
+    def _declared_context(self) -> Context | None:
+        return self.pretrained.context if self.pretrained is not None else None
 
     def _params(self) -> dict[str, Any]:
         return {
@@ -530,6 +534,8 @@ def make_strategy(
             "patience": 20,
             "val_fraction": 0.2,
             "target": pretrained.target_["transform"],
+            "window": pretrained.encoder_.window,
+            "window_step_m": pretrained.encoder_.step_m,
             "progress": False,
         }
         params.update(kw)

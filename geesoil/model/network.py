@@ -26,6 +26,7 @@ from torch import nn
 
 from geesoil import __version__
 from geesoil.covariates.spec import CovariateSpec
+from geesoil.covariates.window import WINDOWS, Context
 from geesoil.errors import ModelError
 from geesoil.model.conformal import Calibration, fit_calibration
 from geesoil.model.features import Encoded, FeatureEncoder, GroupLayout, spec_from_dict, spec_to_dict
@@ -146,6 +147,17 @@ class NetEnsemble:
 
     def _declared_covariates(self) -> tuple[CovariateSpec, ...]:
         return ()
+
+    @property
+    def context(self) -> Context | None:
+        """The pixel window the model's input tables need (``None``: single pixels); see
+        :func:`geesoil.evaluate.covariate_table` and :func:`geesoil.mapping.tiler.tile_table`."""
+        if hasattr(self, "encoder_"):
+            return self.encoder_.context
+        return self._declared_context()
+
+    def _declared_context(self) -> Context | None:
+        return None
 
     def check_covariates(self, available_names: Iterable[str]) -> None:
         """Raise :class:`ModelError` naming every covariate the model needs that ``available_names`` lacks."""
@@ -403,6 +415,7 @@ class SoilNet(NetEnsemble):
         val_fraction: float = 0.15,
         target: str = "log1p",
         window: int = 0,
+        window_step_m: float | None = None,
         device: str = "auto",
         random_state: int = 0,
         progress: bool = True,
@@ -421,12 +434,19 @@ class SoilNet(NetEnsemble):
         self.val_fraction = val_fraction
         self.target = target
         self.window = window
+        self.window_step_m = window_step_m
         self.device = device
         self.random_state = random_state
         self.progress = progress
 
     def _declared_covariates(self) -> tuple[CovariateSpec, ...]:
         return self.covariates_in
+
+    def _declared_context(self) -> Context | None:
+        if not self.window:
+            return None
+        names = tuple(s.name for s in self.covariates_in if not s.is_categorical)
+        return Context(self.window, float(self.window_step_m or 0.0), names)
 
     def _params(self) -> dict[str, Any]:
         return {
@@ -443,16 +463,21 @@ class SoilNet(NetEnsemble):
             "val_fraction": self.val_fraction,
             "target": self.target,
             "window": self.window,
+            "window_step_m": self.window_step_m,
             "device": self.device,
             "random_state": self.random_state,
             "progress": self.progress,
         }
 
     def _validate_params(self) -> None:
-        if self.window != 0:
+        if self.window not in WINDOWS:
             raise ModelError(
-                f"window={self.window} (a {2 * self.window + 1}×{2 * self.window + 1} pixel context) is not "
-                "implemented yet; use window=0 (single-pixel covariates)"
+                f"window must be one of {WINDOWS} (a 1×1, 3×3 or 5×5 pixel context), got {self.window}"
+            )
+        if self.window and not (self.window_step_m is not None and self.window_step_m > 0):
+            raise ModelError(
+                f"window={self.window} needs window_step_m, the pixel size in metres (e.g. the covariates' "
+                f"native resolution), got {self.window_step_m}"
             )
         if self.target not in TARGETS:
             raise ModelError(f"target={self.target!r} not supported; use one of {TARGETS}")
@@ -474,7 +499,11 @@ class SoilNet(NetEnsemble):
         self._require_samples(len(X), "training a network")
         t = self._transform_target(y, len(X), self.target)
         self.encoder_ = FeatureEncoder(
-            self.covariates_in, location=self.location, random_state=self.random_state
+            self.covariates_in,
+            location=self.location,
+            random_state=self.random_state,
+            window=self.window,
+            step_m=self.window_step_m if self.window else None,
         ).fit(X)
         self.extra_encoder_ = None
         data = self.encoder_.transform(X)
