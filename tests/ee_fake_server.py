@@ -18,7 +18,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -27,6 +27,7 @@ import ee
 import numpy as np
 import pytest
 import rasterio
+from loopback import LoopbackServer
 from rasterio.transform import Affine
 from rasterio.warp import Resampling, reproject
 
@@ -260,8 +261,13 @@ class Call:
     bytes_out: int = 0  # response body bytes sent
 
 
-class FakeEarthEngine:
+class FakeEarthEngine(LoopbackServer):
     """The fake server: ``start()``, ``url``, ``inject(...)``, ``calls``, ``stop()``."""
+
+    thread_name = "fake-ee"
+
+    def handler_class(self) -> type[BaseHTTPRequestHandler]:
+        return _Handler
 
     def __init__(self, rasters: dict[str, Path] | None = None, *, default_page_size: int = 1000) -> None:
         self.rasters = Rasters(rasters or {})
@@ -272,34 +278,10 @@ class FakeEarthEngine:
         self._in_flight = 0
         self._faults: deque[Fault] = deque()
         self._lock = threading.Lock()
-        self._httpd: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
         #: image assets created through image:importExternal / image:import: asset name → the request's manifest
         self.assets: dict[str, dict[str, Any]] = {}
 
     # -- control
-    def start(self) -> FakeEarthEngine:
-        handler = type("Handler", (_Handler,), {"fake": self})
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self._httpd.daemon_threads = True
-        self._thread = threading.Thread(
-            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, name="fake-ee", daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._httpd is not None:
-            self._httpd.shutdown()
-            self._httpd.server_close()
-            self._httpd = None
-
-    @property
-    def url(self) -> str:
-        assert self._httpd is not None, "start() the fake server first"
-        host, port = self._httpd.server_address[:2]
-        return f"http://{host}:{port}"
-
     def inject(self, fault: Fault | None = None, times: int = 1, **kwargs: Any) -> None:
         """Make the next ``times`` matching requests fail with ``fault`` (or ``Fault(**kwargs)``)."""
         fault = fault or Fault(**kwargs)

@@ -17,12 +17,13 @@ import json
 import threading
 import uuid
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urlparse
 
 import google_crc32c
 import pytest
+from loopback import LoopbackServer
 
 
 @dataclass
@@ -42,8 +43,13 @@ def md5_b64(data: bytes) -> str:
     return base64.b64encode(hashlib.md5(data).digest()).decode()
 
 
-class FakeGcs:
+class FakeGcs(LoopbackServer):
     """The fake server: ``start()``, ``url``, ``objects``, ``calls``, ``client()``, ``stop()``."""
+
+    thread_name = "fake-gcs"
+
+    def handler_class(self) -> type[BaseHTTPRequestHandler]:
+        return _Handler
 
     def __init__(self, buckets: tuple[str, ...] = ("test-bucket",), page_size: int = 1000) -> None:
         self.buckets = set(buckets)
@@ -55,34 +61,12 @@ class FakeGcs:
         self._generation = 0
         self._sessions: dict[str, dict[str, Any]] = {}
         self._lock = threading.Lock()
-        self._httpd: ThreadingHTTPServer | None = None
         self._fail_uploads: list[int] = []  # statuses for the next upload requests
 
     def fail_uploads(self, status: int = 503, times: int = 1, after: int = 0) -> None:
         """Answer ``status`` to ``times`` upload requests, after letting ``after`` more succeed."""
         with self._lock:
             self._fail_uploads.extend([0] * after + [status] * times)
-
-    def start(self) -> FakeGcs:
-        handler = type("Handler", (_Handler,), {"fake": self})
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self._httpd.daemon_threads = True
-        threading.Thread(
-            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, name="fake-gcs", daemon=True
-        ).start()
-        return self
-
-    def stop(self) -> None:
-        if self._httpd is not None:
-            self._httpd.shutdown()
-            self._httpd.server_close()
-            self._httpd = None
-
-    @property
-    def url(self) -> str:
-        assert self._httpd is not None, "start() the fake server first"
-        host, port = self._httpd.server_address[:2]
-        return f"http://{host}:{port}"
 
     def client(self) -> Any:
         """A real ``google.cloud.storage.Client`` talking to this server with anonymous credentials."""
