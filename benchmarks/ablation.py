@@ -668,7 +668,7 @@ def run_ablation(
                 "n": len(region.tables[0].y),
                 "block_km": region.block_km,
                 "regional_covariates": [c.name for c in region.regional],
-                "run_s": t.s,
+                "seconds": t.s,  # informational (no _s suffix): per-region time moves with early stopping
             }
     summary = summarise(records, arms)
     fit_s = pd.DataFrame.from_records([r for r in records if "fit_s" in r])
@@ -694,7 +694,7 @@ def run_ablation(
             entry["config"] = configs[a.name]
         if a.name in summary:
             entry.update(summary[a.name])
-            entry["fit_total_s"] = float(fit_s.loc[fit_s["arm"] == a.name, "fit_s"].sum())
+            entry["fit_seconds_total"] = float(fit_s.loc[fit_s["arm"] == a.name, "fit_s"].sum())
         figures_arms[a.name] = entry
     figures = {
         "arms": figures_arms,

@@ -4,7 +4,8 @@ Usage: ``python benchmarks/report.py [--results benchmarks/results] [--output do
 
 Every number in the page comes from the JSON; the page states the machine and date of each benchmark and says so
 when other jobs were running while it was measured. The accuracy section summarises ``transfer.json`` (written by
-``benchmarks/transfer_experiment.py``; details in ``docs/results.md``) when it is present.
+``benchmarks/transfer_experiment.py``; details in ``docs/results.md``) when it is present;
+the ablation section reads ``ablation.json`` (written by ``benchmarks/ablation.py``).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import BUSY_CORES, REPO, RESULTS_DIR, load_results  # noqa: E402
 
 DOC = REPO / "docs" / "benchmarks.md"
-ORDER = ("pretrain", "finetune", "extract", "map")
+ORDER = ("pretrain", "finetune", "extract", "map", "ablation")
 #: the paper's average improvement of fine-tuning over regional-only models (Zhang et al. 2025)
 PAPER_MAE_PCT = -10.93
 PAPER_CCC_PCT = 29.04
@@ -512,7 +513,208 @@ def accuracy_section(transfer: Mapping[str, Any] | None) -> list[str]:
     return lines
 
 
+# ------------------------------------------------------------------------------------------------ ablation
+def _pm(mean: Any, se: Any, nd: int = 1, unit: str = " %") -> str:
+    """``+1.2 ± 0.8 %`` (bold when more than two standard errors from 0); ``–`` when missing."""
+    if mean is None or not math.isfinite(mean):
+        return "–"
+    text = f"{mean:+.{nd}f}" + (f" ± {se:.{nd}f}" if se is not None and math.isfinite(se) else "") + unit
+    return f"**{text}**" if _resolved(mean, se) else text
+
+
+def _resolved(mean: Any, se: Any) -> bool:
+    return (
+        mean is not None
+        and se is not None
+        and math.isfinite(mean)
+        and math.isfinite(se)
+        and abs(mean) > 2 * se
+    )
+
+
+def _delta_mae(cell: Mapping[str, Any]) -> str:
+    """ΔMAE of a cell; "same points" where the arm shares its comparator's predictions (only intervals differ)."""
+    m, se = cell.get("mae_change_pct"), cell.get("mae_change_pct_se")
+    if m == 0 and se == 0:
+        return "same points"
+    return _pm(m, se)
+
+
+def _signed(v: Any, nd: int = 3) -> str:
+    return "–" if v is None or not math.isfinite(v) else f"{v:+.{nd}f}"
+
+
+def ablation_reading(f: Mapping[str, Any]) -> list[str]:
+    """Two to four sentences reading the ablation: what is resolved, what is noise, intervals, what was skipped."""
+    arms = f.get("arms", {})
+    ran = {k: a for k, a in arms.items() if a.get("status") == "ran" and a.get("versus") and a.get("pooled")}
+
+    def what(name: str, a: Mapping[str, Any]) -> str:
+        return f"`{name}` ({a.get('ingredient')} {a.get('toggle')})"
+
+    def change(a: Mapping[str, Any]) -> tuple[float, float]:
+        p = a["pooled"]
+        return p.get("mae_change_pct", math.nan), p.get("mae_change_pct_se", math.nan)
+
+    hits = sorted(
+        ((k, a) for k, a in ran.items() if _resolved(*change(a))), key=lambda kv: -abs(change(kv[1])[0])
+    )
+    # arms sharing their comparator's points (only the calibration differs) say nothing about MAE
+    noise = [k for k, a in ran.items() if not _resolved(*change(a)) and change(a)[1] != 0]
+    out = []
+    if hits:
+        out.append(
+            "MAE differences beyond two standard errors of the paired draws: "
+            + ", ".join(
+                f"{what(k, a)} {_pm(*change(a)).replace('**', '')} vs `{a['versus']}`" for k, a in hits
+            )
+            + "."
+        )
+    else:
+        out.append(
+            "No arm's MAE differs from its comparator's by more than two standard errors at this budget."
+        )
+    if noise:
+        out.append(
+            "Within noise (|ΔMAE| ≤ 2 SE: not shown to matter either way at this budget): "
+            + ", ".join(f"`{k}` ({_pm(*change(ran[k])).replace('**', '')})" for k in noise)
+            + "."
+        )
+    picp = {k: _get(a, "pooled", "picp90") for k, a in arms.items() if a.get("status") == "ran"}
+    if picp.get("reference") is not None and picp.get("no-recalibration") is not None:
+        text = (
+            f"Coverage of the 90 % intervals after fine-tuning: {picp['reference']:.2f} re-calibrated on the "
+            f"region, {picp['no-recalibration']:.2f} with the pretrained model's global calibration"
+        )
+        if picp.get("no-finetuning") is not None and picp.get("pretrained-as-is") is not None:
+            text += (
+                f"; without fine-tuning {picp['no-finetuning']:.2f} re-calibrated and "
+                f"{picp['pretrained-as-is']:.2f} with the global calibration"
+            )
+        out.append(text + ".")
+    skipped = {k: a.get("skipped") for k, a in arms.items() if a.get("skipped")}
+    if skipped:
+        out.append(
+            "Not run: "
+            + "; ".join(
+                f"`{k}` in {', '.join(f'{r} ({why})' for r, why in v.items())}" for k, v in skipped.items()
+            )
+            + "."
+        )
+    return out
+
+
+def ablation_section(r: Mapping[str, Any]) -> list[str]:
+    f, p = r["figures"], r["params"]
+    arms = f.get("arms", {})
+    regions = f.get("regions", {})
+    pre = f.get("pretraining", {})
+    sizes = p.get("sizes", [])
+    draws = p.get("folds", 0) * p.get("repeats", 0)
+    lines = [
+        "## Ablations (`benchmarks/ablation.py`)",
+        "",
+        "Each arm changes one ingredient of the transfer recipe and is compared with the arm named under *vs* "
+        "(mostly `reference`: plain fine-tuning of the pretrained ensemble, Fourier location features, one pixel, "
+        "log1p target, intervals re-calibrated on the region). Every pretrained variant is trained in the run on "
+        f"the same held-out global samples with the same seed and budget ({p.get('members')} members, ≤ "
+        f"{p.get('pretrain_epochs')} epochs); fine-tuning uses "
+        + ("each strategy's defaults" if p.get("epochs") is None else f"≤ {p.get('epochs')} epochs")
+        + ". Spatial-block CV in "
+        + "; ".join(
+            f"{v.get('title', k)}: {num(v.get('n'))} samples, {num(v.get('block_km'), 0)} km blocks"
+            for k, v in regions.items()
+        )
+        + f". {p.get('folds')} folds × {p.get('repeats')} draw(s) per size, n = "
+        + ", ".join(str(s) for s in sizes)
+        + f" ({draws} paired draws per region and size). All arms are fitted on the same draws and scored on the "
+        "same test folds, so ΔMAE (relative, per draw) is paired: mean ± standard error, **bold** when beyond two "
+        "standard errors. ΔCCC and ΔPICP90 are absolute differences.",
+        "",
+    ]
+    rows = []
+    for name, a in arms.items():
+        pooled = a.get("pooled")
+        if a.get("status") != "ran" or not pooled:
+            reason = "; ".join(f"{k}: {v}" for k, v in (a.get("skipped") or {}).items())
+            rows.append(
+                [f"`{name}`", a.get("ingredient", ""), a.get("toggle", ""), "", f"skipped ({reason})"]
+            )
+            rows[-1] += [""] * 6
+            continue
+        vs = a.get("versus")
+        rows.append(
+            [
+                f"`{name}`",
+                a.get("ingredient", ""),
+                a.get("toggle", ""),
+                f"`{vs}`" if vs else "",
+                num(pooled.get("mae")),
+                _delta_mae(pooled) if vs else "",
+                num(pooled.get("ccc"), 3),
+                _signed(pooled.get("ccc_change")) if vs else "",
+                num(pooled.get("picp90"), 3),
+                _signed(pooled.get("picp90_change")) if vs else "",
+                num(pooled.get("draws")),
+            ]
+        )
+    lines += table(
+        [
+            "arm",
+            "ingredient",
+            "toggle",
+            "vs",
+            "MAE (g/kg)",
+            "ΔMAE",
+            "CCC",
+            "ΔCCC",
+            "PICP90",
+            "ΔPICP90",
+            "draws",
+        ],
+        rows,
+    )
+    cells = [(reg, f"n{s}") for reg in regions for s in sizes]
+    per = []
+    for name, a in arms.items():
+        if a.get("status") != "ran":
+            continue
+        row = [f"`{name}`"]
+        for reg, key in cells:
+            c = _get(a, "cells", reg, key)
+            if not c:
+                row.append("–")
+                continue
+            d = c.get("mae_change_pct")
+            row.append(num(c.get("mae")) + (f" ({pct(d)})" if a.get("versus") and d is not None else ""))
+        per.append(row)
+    lines += [
+        "",
+        "MAE (g/kg) per region and training size, with the change against the arm's comparator:",
+        "",
+        *table(
+            [
+                "arm",
+                *[f"{reg.capitalize()}, n = {key[1:]}" for reg, key in cells],
+            ],
+            per,
+        ),
+        "",
+        "Pretrained variants (global validation on 100 km blocks): "
+        + "; ".join(
+            f"`{k}` MAE {num(v.get('validation_mae'))} g/kg in {num(v.get('pretrain_s'), 0)} s"
+            for k, v in pre.items()
+        )
+        + f". Whole run: {num(f.get('wall_s'), 0)} s.",
+        "",
+        "**Reading.** " + " ".join(ablation_reading(f)),
+    ]
+    return lines
+
+
 # ------------------------------------------------------------------------------------------------ page
+#: sections rendered after the accuracy summary (accuracy benchmarks); their machines join the machine table
+ACCURACY_SECTIONS = {"ablation": ablation_section}
 SECTIONS = {
     "pretrain": pretrain_section,
     "finetune": finetune_section,
@@ -534,6 +736,7 @@ HOW_TO = [
     "python benchmarks/bench_pretrain.py --full             # 5 members, every scale to convergence (long)",
     "python benchmarks/bench_pretrain.py --device cuda      # on a GPU (also bench_finetune.py --device cuda)",
     "python benchmarks/bench_map.py --full                  # the memory series up to a 16° AOI",
+    "python benchmarks/ablation.py --full                   # ablations with 3 draws per fold, Niger too",
     "python benchmarks/report.py                            # this page from benchmarks/results/*.json",
     "```",
     "",
@@ -555,8 +758,9 @@ def render(results: Mapping[str, Mapping[str, Any]], transfer: Mapping[str, Any]
         "",
     ]
     speed = {k: v for k, v in results.items() if k in SECTIONS}
-    if speed:
-        lines += machine_section(speed) + [""]
+    measured = {k: v for k, v in results.items() if k in SECTIONS or k in ACCURACY_SECTIONS}
+    if measured:
+        lines += machine_section(measured) + [""]
     for name in _ordered(speed):
         try:
             lines += SECTIONS[name](speed[name]) + [""]
@@ -565,6 +769,12 @@ def render(results: Mapping[str, Mapping[str, Any]], transfer: Mapping[str, Any]
     if not speed:
         lines += ["No speed/memory results yet: run `make bench`.", ""]
     lines += accuracy_section(transfer) + [""]
+    for name, section in ACCURACY_SECTIONS.items():
+        if name in results:
+            try:
+                lines += section(results[name]) + [""]
+            except (KeyError, TypeError, AttributeError) as exc:
+                lines += [f"## {name}", "", f"(result not readable by this report: {exc!r})", ""]
     lines += HOW_TO
     return "\n".join(lines)
 
@@ -583,7 +793,7 @@ def load_transfer(folder: Path) -> dict[str, Any] | None:
 
 
 def write_report(results_dir: Path = RESULTS_DIR, output: Path = DOC) -> Path:
-    results = {k: v for k, v in load_results(results_dir).items() if k in SECTIONS}
+    results = {k: v for k, v in load_results(results_dir).items() if k in SECTIONS or k in ACCURACY_SECTIONS}
     text = render(results, load_transfer(Path(results_dir)))
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(text)

@@ -1,11 +1,12 @@
-"""Run every speed/memory benchmark (pretrain, finetune, extract, map), save their JSON, then regenerate the report.
+"""Run every benchmark (pretrain, finetune, extract, map; the ablations), save their JSON, then regenerate the report.
 
 Usage: ``python benchmarks/run_all.py [--out-dir DIR] [--only map,extract] [--full] [--no-report] [--quick]``.
 
 Each benchmark runs in its own Python process (one at a time, so no two compete for the CPU) and writes
 ``<out-dir>/<name>.json``; a failing benchmark is reported and the others still run (exit status 1 at the end).
 The default budget fits in 15 minutes on 2 cores; ``--full`` passes ``--full`` to the pretraining benchmark (5
-members, every scale to convergence: long) and the mapping benchmark (AOIs up to 16°). ``--quick`` uses tiny
+members, every scale to convergence: long), the mapping benchmark (AOIs up to 16°) and the ablations (3 draws per
+fold and size, a third region). ``--quick`` uses tiny
 parameters (a smoke run of the whole pipeline, ~2 minutes).
 Unless ``--no-report``, ``docs/benchmarks.md`` is regenerated from ``--out-dir`` (only when it is the default
 ``benchmarks/results``).
@@ -29,14 +30,19 @@ BENCHMARKS: dict[str, tuple[str, list[str], list[str]]] = {
     "finetune": ("bench_finetune.py", [], ["--sizes", "50,100", "--strategies", "finetuned,regional-branch"]),
     "extract": ("bench_extract.py", [], ["--points", "5000", "--ee-points", "500", "--ee-latency", "0.2"]),
     "map": ("bench_map.py", [], ["--sides", "0.5,1", "--dask-side", "0", "--skip-throughput"]),
+    "ablation": ("ablation.py", [], ["--quick"]),
 }
+#: benchmarks that take ``--full``
+FULL = ("pretrain", "map", "ablation")
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out-dir", type=Path, default=RESULTS_DIR)
     ap.add_argument("--only", default=",".join(BENCHMARKS), help="comma-separated benchmark names")
-    ap.add_argument("--full", action="store_true", help="the full budgets of pretrain and map (much longer)")
+    ap.add_argument(
+        "--full", action="store_true", help=f"the full budgets of {', '.join(FULL)} (much longer)"
+    )
     ap.add_argument("--quick", action="store_true", help="tiny parameters: a smoke run")
     ap.add_argument("--no-report", action="store_true", help="do not regenerate docs/benchmarks.md")
     args = ap.parse_args(argv)
@@ -49,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in names:
         script, default, quick = BENCHMARKS[name]
         extra = quick if args.quick else default
-        if args.full and name in ("pretrain", "map"):
+        if args.full and name in FULL:
             extra = [*extra, "--full"]
         cmd = [sys.executable, str(BENCH_DIR / script), *extra, "--out-dir", str(args.out_dir)]
         print(f"[run_all] {name}: {' '.join(cmd[1:])}", file=sys.stderr, flush=True)
