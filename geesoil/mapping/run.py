@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import rasterio
 from pyproj import CRS, Geod
 
 from geesoil import __version__
@@ -45,7 +46,7 @@ from geesoil.mapping.aoi import (
     read_aoi,
     resolution_in,
 )
-from geesoil.mapping.cog import BLOCK, write_cog
+from geesoil.mapping.cog import BLOCK, GDAL_CACHE_BYTES, write_cog
 from geesoil.mapping.tiler import AOA_NODATA, TileSettings, TileStore, predict_tile
 
 log = logging.getLogger(__name__)
@@ -571,7 +572,9 @@ def execute(plan: MapPlan) -> dict[str, Any]:
     req = plan.request
     out = Path(req.out)
     out.mkdir(parents=True, exist_ok=True)
-    with map_lock(out):
+    # GDAL's default block cache (5 % of RAM) grows with the rasters read and written; tiles are read and written
+    # whole, so a small one costs no speed and keeps memory bounded by the tile size, not the AOI
+    with map_lock(out), rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES):
         return _execute_locked(plan, out, t0)
 
 
