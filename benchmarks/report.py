@@ -561,10 +561,11 @@ def ablation_reading(f: Mapping[str, Any]) -> list[str]:
     )
     # arms sharing their comparator's points (only the calibration differs) say nothing about MAE
     noise = [k for k, a in ran.items() if not _resolved(*change(a)) and change(a)[1] != 0]
+    draws = max((a["pooled"].get("draws", 0) for a in ran.values()), default=0)
     out = []
     if hits:
         out.append(
-            "MAE differences beyond two standard errors of the paired draws: "
+            f"With {draws} paired draws per arm, MAE differences beyond two standard errors: "
             + ", ".join(
                 f"{what(k, a)} {_pm(*change(a)).replace('**', '')} vs `{a['versus']}`" for k, a in hits
             )
@@ -572,7 +573,8 @@ def ablation_reading(f: Mapping[str, Any]) -> list[str]:
         )
     else:
         out.append(
-            "No arm's MAE differs from its comparator's by more than two standard errors at this budget."
+            f"With {draws} paired draws per arm, no arm's MAE differs from its comparator's by more than two "
+            "standard errors."
         )
     if noise:
         out.append(
@@ -592,7 +594,8 @@ def ablation_reading(f: Mapping[str, Any]) -> list[str]:
                 f"{picp['pretrained-as-is']:.2f} with the global calibration"
             )
         out.append(text + ".")
-    skipped = {k: a.get("skipped") for k, a in arms.items() if a.get("skipped")}
+    # arms run in some regions only show it in the tables; the reading names those that did not run at all
+    skipped = {k: a.get("skipped") for k, a in arms.items() if a.get("skipped") and a.get("status") != "ran"}
     if skipped:
         out.append(
             "Not run: "
@@ -649,7 +652,12 @@ def ablation_section(r: Mapping[str, Any]) -> list[str]:
                 a.get("ingredient", ""),
                 a.get("toggle", ""),
                 f"`{vs}`" if vs else "",
-                num(pooled.get("mae")),
+                num(pooled.get("mae"))
+                + (
+                    f" ({num(pooled.get('mae_versus'))})"
+                    if vs and pooled.get("mae_versus") is not None
+                    else ""
+                ),
                 _delta_mae(pooled) if vs else "",
                 num(pooled.get("ccc"), 3),
                 _signed(pooled.get("ccc_change")) if vs else "",
@@ -664,7 +672,7 @@ def ablation_section(r: Mapping[str, Any]) -> list[str]:
             "ingredient",
             "toggle",
             "vs",
-            "MAE (g/kg)",
+            "MAE, g/kg (vs on the same draws)",
             "ΔMAE",
             "CCC",
             "ΔCCC",

@@ -87,6 +87,8 @@ def test_result_is_one_json_benchmark_result_with_every_arm(result, tmp_path) ->
             assert pooled["paired"] == pooled["draws"]
             assert "mae_change_pct" in pooled and "ccc_change" in pooled
     assert arms["reference"]["versus"] is None and "mae_change_pct" not in arms["reference"]["pooled"]
+    # the comparator's MAE on the paired draws: the reference's own pooled MAE where an arm ran every draw
+    assert arms["no-location"]["pooled"]["mae_versus"] == pytest.approx(arms["reference"]["pooled"]["mae"])
     # every record is one arm × draw, with real metrics
     assert len(doc["records"]) == len(ran) * TINY.folds * TINY.repeats
     assert set(doc["figures"]["pretraining"]) >= {"reference", "no-location", "identity-target"}
