@@ -54,6 +54,8 @@ DOC = ROOT / "docs" / "results.md"
 PAPER = {"mae_decrease_pct": 10.93, "ccc_increase_pct": 29.04}
 BASELINES = ("scratch", "rf", "qrf", "global")
 SMALL_SIZES = (25, 50)
+#: transfer candidates of ``auto`` here (plus ``regional-branch`` where region-only covariates exist)
+AUTO_TRANSFER = ("global", "finetuned", "finetuned-gp", "discriminative")
 
 
 @dataclass(frozen=True)
@@ -113,9 +115,8 @@ def method_params(
         n: dict(ft) for n in ("finetuned", "finetuned-gp", "discriminative", "coral", "regional-branch")
     }
     strategies["global"] = {"progress": False}
-    # quick: finetuned-gp stands for plain fine-tuning too (its GP can learn ~zero signal)
-    transfer = ["finetuned-gp"] if quick else ["finetuned", "finetuned-gp"]
-    auto_candidates = [*transfer, *(["regional-branch"] if regional else []), "rf", "qrf"]
+    # coral is left out: within 1 % of plain fine-tuning everywhere, at the cost of another network per fold
+    auto_candidates = [*AUTO_TRANSFER, *(["regional-branch"] if regional else []), "rf", "qrf"]
     scratch = {
         # the pretrained architecture and ensemble size, trained on the region only (as make_strategy's scratch)
         "hidden": tuple(pretrained.arch_["hidden"]),
@@ -146,6 +147,40 @@ def method_params(
     }
 
 
+class _SelectionLog(logging.Handler):
+    """Collects ``auto``'s selection metadata (logged with each fit) to store next to its test-fold records."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.selections: list[dict[str, Any]] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        sel = getattr(record, "auto_selection", None)
+        if sel is not None:
+            self.selections.append(sel)
+
+    def matched(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """One entry per ``auto`` record, in the same order (``evaluate`` fits and scores one draw at a time)."""
+        autos = [r for r in records if r["method"] == "auto"]
+        if len(autos) != len(self.selections):  # an auto fit failed after selection: cannot pair them safely
+            log.warning("auto: %d selections for %d records; not stored", len(self.selections), len(autos))
+            return []
+        keys = (
+            "choice",
+            "weights",
+            "default",
+            "oof_mae",
+            "scores_mae",
+            "inner_folds",
+            "fold_kind",
+            "corrections",
+        )
+        return [
+            {"size": r["size"], "fold": r["fold"], "mae": r["mae"], **{k: sel.get(k) for k in keys}}
+            for r, sel in zip(autos, self.selections, strict=True)
+        ]
+
+
 def run_setting(
     setting: Setting, budget: Budget, pretrained: Any, methods: list[str] | None, quick: bool = False
 ) -> dict[str, Any]:
@@ -164,21 +199,27 @@ def run_setting(
     if not regional:
         methods = [m for m in methods if m != "regional-branch"]
     t0 = time.perf_counter()
-    res = evaluate(
-        samples,
-        X,
-        y,
-        pretrained=pretrained,
-        methods=methods,
-        folds=budget.folds,
-        spatial_block_km=region.block_km,
-        sizes=list(budget.sizes),
-        repeats=budget.repeats,
-        seed=budget.seed,
-        covariates=covs,
-        method_params=method_params(budget, pretrained, region.block_km, bool(regional), quick),
-        progress=sys.stderr.isatty(),
-    )
+    choices = _SelectionLog()
+    logging.getLogger("geesoil.model.auto").addHandler(choices)
+    try:
+        res = evaluate(
+            samples,
+            X,
+            y,
+            pretrained=pretrained,
+            methods=methods,
+            folds=budget.folds,
+            spatial_block_km=region.block_km,
+            sizes=list(budget.sizes),
+            repeats=budget.repeats,
+            seed=budget.seed,
+            covariates=covs,
+            method_params=method_params(budget, pretrained, region.block_km, bool(regional), quick),
+            progress=sys.stderr.isatty(),
+        )
+    finally:
+        logging.getLogger("geesoil.model.auto").removeHandler(choices)
+    res["auto_choices"] = choices.matched(res["records"])
     res["setting"] = {
         **asdict(setting),
         "region_title": region.title,
@@ -284,6 +325,73 @@ def targets(df: pd.DataFrame) -> dict[str, Any]:
     return {"auto": auto_rows, "finetuned_vs_scratch": ft_rows, "picp": picp.to_dict("records")}
 
 
+def auto_choices(results: dict[str, Any]) -> pd.DataFrame:
+    """Per setting × size: ``auto``'s mean weights on forests and transfer models, from the stored selections."""
+    rows = []
+    for name, res in results["settings"].items():
+        for c in res.get("auto_choices", []):
+            w = dict(zip(c["choice"].split("+"), c["weights"], strict=True))
+            transfer = {k: v for k, v in w.items() if k not in ("rf", "qrf")}
+            rows.append(
+                {
+                    "setting": name,
+                    "size": str(c["size"]),
+                    "forests": sum(v for k, v in w.items() if k in ("rf", "qrf")),
+                    "transfer": sum(transfer.values()),
+                    "top": max(transfer, key=transfer.get) if transfer else None,
+                    "inner_folds": c["inner_folds"],
+                    "oof_mae": c["oof_mae"],
+                    "test_mae": c["mae"],
+                }
+            )
+    if not rows:
+        return pd.DataFrame()
+    df = pd.DataFrame(rows)
+    out = []
+    for (setting, size), g in df.groupby(["setting", "size"], sort=False):
+        tops = g["top"].dropna()
+        out.append(
+            {
+                "setting": setting,
+                "size": size,
+                "fits": len(g),
+                "forests": g["forests"].mean(),
+                "transfer": g["transfer"].mean(),
+                "top_transfer": f"`{tops.mode().iloc[0]}` ({(tops == tops.mode().iloc[0]).sum()}×)"
+                if len(tops)
+                else "–",
+                "inner_folds": "–".join(
+                    str(v) for v in sorted({g["inner_folds"].min(), g["inner_folds"].max()})
+                ),
+                "oof_mae": g["oof_mae"].mean(),
+                "test_mae": g["test_mae"].mean(),
+            }
+        )
+    return pd.DataFrame(out).sort_values(
+        ["setting", "size"], key=lambda c: c.map(_size_order) if c.name == "size" else c, kind="stable"
+    )
+
+
+def reproducibility(results: dict[str, Any], other: dict[str, Any], file: str) -> dict[str, Any]:
+    """Largest MAE / PICP90 differences between ``results`` and a re-run ``other`` over their common cells."""
+    a, b = _summary_frame(results), _summary_frame(other)
+    common = sorted(set(a["setting"]) & set(b["setting"]))
+    if not common:
+        raise SystemExit(f"--check-against {file}: no setting in common with the results")
+    m = a.merge(b, on=["setting", "size", "method"], suffixes=("", "_re"))
+    m = m[m["setting"].isin(common)]
+    d_mae = (m["mae"] - m["mae_re"]).abs()
+    return {
+        "file": file,
+        "date": other["meta"]["date"],
+        "settings": common,
+        "cells": int(len(m)),
+        "max_abs_mae_diff": float(d_mae.max()),
+        "max_rel_mae_diff_pct": float((100 * d_mae / m["mae"]).max()),
+        "max_abs_picp_diff": float((m["picp90"] - m["picp90_re"]).abs().max()),
+    }
+
+
 # ------------------------------------------------------------------------------------------------ report
 def _f(v: Any, nd: int = 2) -> str:
     return "–" if v is None or (isinstance(v, float) and not math.isfinite(v)) else f"{v:.{nd}f}"
@@ -325,9 +433,15 @@ def render(results: dict[str, Any]) -> str:
         + (" (**quick mode**)" if meta.get("quick") else "")
         + ".",
         "- `auto` candidates: "
-        + ("`finetuned-gp`" if meta.get("quick") else "`finetuned`, `finetuned-gp`")
-        + ", `regional-branch` (where region-only covariates exist), `rf`, `qrf`, with blending of the best "
-        "transfer candidate and the best forest."
+        + ", ".join(f"`{m}`" for m in meta.get("auto_transfer", AUTO_TRANSFER))
+        + ", `regional-branch` (where region-only covariates exist), `rf`, `qrf`; "
+        + meta.get(
+            "auto_rule",
+            "the convex least-absolute-deviation stack of their out-of-fold median predictions, shrunk halfway "
+            "towards the default forest (`qrf`); intervals are the weighted bounds, widened (CQR) where they "
+            "under-cover out of fold. Inner folds: 3, or 5 where 3 would leave the networks fewer than 20 "
+            "training samples (n = 25).",
+        )
         + (
             " This run leaves out the strategies " + ", ".join(f"`{m}`" for m in skipped) + "."
             if (skipped := [m for m in QUICK_SKIP if m not in set(df["method"])])
@@ -489,6 +603,37 @@ def render(results: dict[str, Any]) -> str:
         + " setting × size cells.",
         "",
     ]
+    choices = auto_choices(results)
+    if not choices.empty:
+        out += [
+            "## What `auto` chose",
+            "",
+            "Mean weight per model in `auto`'s final combination (over folds and draws; forests = `rf` + `qrf`), "
+            "the number of inner selection folds and `auto`'s own out-of-fold MAE against its outer test MAE "
+            "(g/kg; inner CV is optimistic where the outer test blocks are harder).",
+            "",
+            "| setting | size | fits | forests | transfer | largest transfer weight | inner folds | inner MAE | "
+            "test MAE |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
+        for _, r in choices.iterrows():
+            out.append(
+                f"| {r['setting']} | {r['size']} | {r['fits']} | {r['forests']:.2f} | {r['transfer']:.2f} | "
+                f"{r['top_transfer']} | {r['inner_folds']} | {_f(r['oof_mae'])} | {_f(r['test_mae'])} |"
+            )
+        out.append("")
+    if results.get("reproducibility"):
+        rep = results["reproducibility"]
+        out += [
+            "## Reproducibility",
+            "",
+            f"- Setting(s) {', '.join(rep['settings'])} re-run with the same command "
+            f"(`{rep['file']}`, {rep['date']}): over {rep['cells']} method × size cells the largest absolute "
+            f"difference in MAE is {rep['max_abs_mae_diff']:.4f} g/kg ({rep['max_rel_mae_diff_pct']:.2f} %), "
+            f"in PICP90 {rep['max_abs_picp_diff']:.4f}"
+            + (" (identical)." if rep["max_abs_mae_diff"] == 0 and rep["max_abs_picp_diff"] == 0 else "."),
+            "",
+        ]
     if results.get("discussion"):
         out += ["## Discussion", "", results["discussion"].strip(), ""]
     return "\n".join(out)
@@ -515,6 +660,12 @@ def main(argv: list[str] | None = None) -> None:
     )
     ap.add_argument("--render-only", action="store_true")
     ap.add_argument(
+        "--check-against",
+        type=Path,
+        default=None,
+        help="a re-run's result file: store and report the largest MAE/PICP differences (implies --render-only)",
+    )
+    ap.add_argument(
         "--merge",
         type=Path,
         nargs="+",
@@ -534,8 +685,14 @@ def main(argv: list[str] | None = None) -> None:
             results["settings"].update(p["settings"])
         args.output.write_text(json.dumps(results, indent=1, default=float) + "\n")
         args.render_only = True
-    if args.render_only:
+    if args.render_only or args.check_against:
         results = json.loads(args.output.read_text())
+        if args.check_against:
+            rel = args.check_against.resolve()
+            name = str(rel.relative_to(ROOT) if rel.is_relative_to(ROOT) else rel)
+            results["reproducibility"] = reproducibility(results, json.loads(rel.read_text()), name)
+            log.info("reproducibility: %s", results["reproducibility"])
+            args.output.write_text(json.dumps(results, indent=1, default=float) + "\n")
         if args.discussion:
             results["discussion"] = args.discussion.read_text()
             args.output.write_text(json.dumps(results, indent=1, default=float) + "\n")
@@ -567,6 +724,7 @@ def main(argv: list[str] | None = None) -> None:
             "pretrained_members": len(full.nets_),
             "budget": asdict(budget),
             "quick": args.quick,
+            "auto_transfer": list(AUTO_TRANSFER),
         },
         "settings": {},
     }

@@ -264,7 +264,9 @@ def test_select_keeps_the_forest_unless_transfer_clearly_wins() -> None:
     assert sel["members"] == ["finetuned"] and sel["gain_se"]["finetuned"] > 3
     stacked = select(y, {"rf": forest, "finetuned": good}, stack=True)
     assert stacked["blend"]["members"] == ["finetuned", "rf"]
-    assert set(stacked["members"]) <= {"finetuned", "rf"} and "rf" not in stacked["members"][:1]
+    # the stack is shrunk halfway towards the forest: the clearly better model gets most of the other half
+    weights = dict(zip(stacked["members"], stacked["weights"], strict=True))
+    assert set(weights) == {"finetuned", "rf"} and 0.35 < weights["finetuned"] <= 0.5
     assert select(y, {"finetuned": good, "global": lucky})["members"] == ["finetuned"]  # no forest: best MAE
     # between forests qrf is the default; rf must clearly beat it
     assert select(y, {"rf": lucky, "qrf": forest}, stack=False)["members"] == ["qrf"]
