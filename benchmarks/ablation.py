@@ -139,7 +139,7 @@ ARMS: tuple[Arm, ...] = (
     ),
     Arm(
         "pretrained-as-is",
-        "regional conformal re-calibration (no fine-tuning)",
+        "regional re-calibration, without fine-tuning",
         "off",
         "the pretrained ensemble with its global calibration, compared with no-finetuning",
         versus="no-finetuning",
@@ -197,7 +197,7 @@ ARMS: tuple[Arm, ...] = (
     ),
     Arm(
         "regional-branch",
-        "regional pack covariates (new branch)",
+        "regional pack covariates in a new branch",
         "on",
         "a zero-connected branch for the regional pack's covariates, then fine-tuned (regional-branch)",
         strategy="regional-branch",
@@ -224,7 +224,7 @@ class Budget:
     regions: tuple[str, ...] = ("edgeroi", "malawi")
     sizes: tuple[int, ...] = (50, 100)
     folds: int = 3
-    repeats: int = 1
+    repeats: int = 2
     members: int = 3
     pretrain_epochs: int = 40
     pretrain_batch: int = 1024
@@ -234,7 +234,7 @@ class Budget:
 
 
 QUICK = Budget(regions=("edgeroi",), sizes=(50,), folds=2, repeats=1, members=2, pretrain_epochs=5, epochs=20)
-#: a fuller run (about 4× the default's time): three draws per fold and size, and the arid region too
+#: a fuller run (about 2.3× the default's time): three draws per fold and size, and the arid region too
 FULL = Budget(regions=("edgeroi", "malawi", "niger"), repeats=3)
 
 

@@ -27,6 +27,8 @@ ORDER = ("pretrain", "finetune", "extract", "map", "ablation")
 PAPER_MAE_PCT = -10.93
 PAPER_CCC_PCT = 29.04
 TRANSFER_FILE = "transfer.json"
+#: ablation MAE changes smaller than this (%) are negligible in practice even when resolved statistically
+NEGLIGIBLE_MAE_PCT = 1.0
 #: peak-RSS exponents (log RSS on log pixels) up to this count as flat
 FLAT_EXPONENT = 0.05
 
@@ -556,32 +558,36 @@ def ablation_reading(f: Mapping[str, Any]) -> list[str]:
         p = a["pooled"]
         return p.get("mae_change_pct", math.nan), p.get("mae_change_pct_se", math.nan)
 
-    hits = sorted(
+    resolved = sorted(
         ((k, a) for k, a in ran.items() if _resolved(*change(a))), key=lambda kv: -abs(change(kv[1])[0])
     )
+    hits = [(k, a) for k, a in resolved if abs(change(a)[0]) >= NEGLIGIBLE_MAE_PCT]
+    small = [k for k, a in resolved if abs(change(a)[0]) < NEGLIGIBLE_MAE_PCT]
     # arms sharing their comparator's points (only the calibration differs) say nothing about MAE
     noise = [k for k, a in ran.items() if not _resolved(*change(a)) and change(a)[1] != 0]
     draws = max((a["pooled"].get("draws", 0) for a in ran.values()), default=0)
-    out = []
+
+    def listed(names: Sequence[str]) -> str:
+        return ", ".join(f"`{k}` ({_pm(*change(ran[k])).replace('**', '')})" for k in names)
+
+    head = f"With {draws} paired draws per arm, "
     if hits:
-        out.append(
-            f"With {draws} paired draws per arm, MAE differences beyond two standard errors: "
-            + ", ".join(
+        text = (
+            head
+            + f"MAE changes beyond two standard errors and of at least {NEGLIGIBLE_MAE_PCT:g} %: "
+            + "; ".join(
                 f"{what(k, a)} {_pm(*change(a)).replace('**', '')} vs `{a['versus']}`" for k, a in hits
             )
-            + "."
         )
     else:
-        out.append(
-            f"With {draws} paired draws per arm, no arm's MAE differs from its comparator's by more than two "
-            "standard errors."
+        text = head + (
+            f"no arm changes MAE by at least {NEGLIGIBLE_MAE_PCT:g} % beyond two standard errors of its comparator"
         )
+    if small:
+        text += f" (resolved but under {NEGLIGIBLE_MAE_PCT:g} %, negligible: {listed(small)})"
+    out = [text + "."]
     if noise:
-        out.append(
-            "Within noise (|ΔMAE| ≤ 2 SE: not shown to matter either way at this budget): "
-            + ", ".join(f"`{k}` ({_pm(*change(ran[k])).replace('**', '')})" for k in noise)
-            + "."
-        )
+        out.append(f"Within noise (|ΔMAE| ≤ 2 SE, not shown to matter either way here): {listed(noise)}.")
     picp = {k: _get(a, "pooled", "picp90") for k, a in arms.items() if a.get("status") == "ran"}
     if picp.get("reference") is not None and picp.get("no-recalibration") is not None:
         text = (
