@@ -700,7 +700,9 @@ def ablation_section(r: Mapping[str, Any]) -> list[str]:
                 row.append("–")
                 continue
             d = c.get("mae_change_pct")
-            row.append(num(c.get("mae")) + (f" ({pct(d)})" if a.get("versus") and d is not None else ""))
+            same = d == 0 and c.get("mae_change_pct_se") == 0
+            note = "" if not a.get("versus") or d is None else " (same points)" if same else f" ({pct(d)})"
+            row.append(num(c.get("mae")) + note)
         per.append(row)
     lines += [
         "",
