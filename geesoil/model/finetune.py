@@ -35,7 +35,6 @@ from geesoil.model.network import (
     training_summary,
 )
 from geesoil.model.train import (
-    TrainConfig,
     default_groups,
     evaluate_loss,
     member_splits,
@@ -166,14 +165,8 @@ class _Transfer(NetEnsemble):
         self.members_ = []
         if self._trains:
             z = (t - self.target_["mean"]) / self.target_["std"]
-            seeds = np.random.SeedSequence(self.random_state).generate_state(n_members).tolist()
-            cfg = TrainConfig(
-                lr=self.lr,
-                weight_decay=self.weight_decay,
-                max_epochs=self.max_epochs,
-                batch_size=self.batch_size,
-                patience=self.patience,
-            )
+            seeds = self._member_seeds(n_members)
+            cfg = self._train_config()
             dev = select_device(self.device)
             self.nets_, results = [], []
             for m, (tr, va) in enumerate(splits):

@@ -249,6 +249,20 @@ class NetEnsemble:
             return y
         raise ModelError(f"target={transform!r} not supported; use one of {TARGETS}")
 
+    def _train_config(self) -> TrainConfig:
+        """The optimiser settings of this model's ``lr``, ``weight_decay``, epochs, batch size and patience."""
+        return TrainConfig(
+            lr=self.lr,
+            weight_decay=self.weight_decay,
+            max_epochs=self.max_epochs,
+            batch_size=self.batch_size,
+            patience=self.patience,
+        )
+
+    def _member_seeds(self, n: int) -> list[int]:
+        """One reproducible seed per ensemble member, from ``random_state``."""
+        return np.random.SeedSequence(self.random_state).generate_state(n).tolist()
+
     @staticmethod
     def _require_samples(n: int, what: str) -> None:
         if n < MIN_SAMPLES:
@@ -517,20 +531,14 @@ class SoilNet(NetEnsemble):
         g = default_groups(X, groups)
         rng = np.random.default_rng(self.random_state)
         splits = member_splits(g, self.n_members, val_fraction=self.val_fraction, rng=rng, mode="random")
-        seeds = np.random.SeedSequence(self.random_state).generate_state(self.n_members).tolist()
+        seeds = self._member_seeds(self.n_members)
         self.arch_ = {
             "branch_width": self.branch_width,
             "hidden": list(self.hidden),
             "dropout": self.dropout,
             "layout": list(self.encoder_.layout_),
         }
-        cfg = TrainConfig(
-            lr=self.lr,
-            weight_decay=self.weight_decay,
-            max_epochs=self.max_epochs,
-            batch_size=self.batch_size,
-            patience=self.patience,
-        )
+        cfg = self._train_config()
         dev = select_device(self.device)
         self.nets_, self.members_ = [], []
         for m, (tr, va) in enumerate(splits):
