@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import BUSY_CORES, REPO, RESULTS_DIR, load_results  # noqa: E402
 
 DOC = REPO / "docs" / "benchmarks.md"
-ORDER = ("pretrain", "finetune", "extract", "map", "ablation")
+ORDER = ("pretrain", "finetune", "extract", "map", "map_large", "ablation")
 #: the paper's average improvement of fine-tuning over regional-only models (Zhang et al. 2025)
 PAPER_MAE_PCT = -10.93
 PAPER_CCC_PCT = 29.04
@@ -408,6 +408,58 @@ def flatness(mem: Mapping[str, Any]) -> str:
     )
 
 
+def map_large_section(r: Mapping[str, Any]) -> list[str]:
+    """One very large map: peak RSS against the 2 GiB budget, wall time, pixels/s and RSS per stage."""
+    f, p = r["figures"], r["params"]
+    b = p.get("bbox") or [math.nan] * 4
+    budget = p.get("budget_mb", 2048)
+    peak = f.get("peak_rss_mb")
+    lines = [
+        "## One large map (`benchmarks/bench_map_large.py`)",
+        "",
+        f"`run_map` end to end on a {num(f.get('width'))} × {num(f.get('height'))} grid ({num(f.get('grid_pixels'))} "
+        f"pixels, {num(f.get('valid_pixels'))} predicted) over lon {b[0]:g}–{b[2]:g}°, lat {b[1]:g}–{b[3]:g}° in "
+        f"{p.get('crs')} at {num(p.get('scale_m'), 0)} m, {num(f.get('tiles'))} tiles of {p.get('tile_size')} × "
+        f"{p.get('tile_size')} pixels, {p.get('model')}, on the {p.get('covariates')}, in its own process:",
+        "",
+        *table(
+            ["peak RSS (MiB)", "RSS after planning (MiB)", "wall", "pixels/s", "COGs written (MiB)"],
+            [
+                [
+                    f"**{num(peak, 0)}**",
+                    num(f.get("rss_after_plan_mb"), 0),
+                    f"{num(f.get('map_s'), 0)} s",
+                    num(f.get("pixels_per_s"), 0),
+                    num(f.get("outputs_mb"), 0),
+                ]
+            ],
+        ),
+        "",
+    ]
+    stages = f.get("stages") or []
+    if stages:
+        rows = [
+            [
+                s.get("stage"),
+                num(s["end_s"] - s["start_s"], 1),
+                num(s.get("rss_start_mb"), 0),
+                num(s.get("rss_max_mb"), 0),
+            ]
+            for s in stages
+        ]
+        lines += [
+            *table(["stage", "seconds", "RSS at its start (MiB)", "highest RSS sampled (MiB)"], rows),
+            "",
+        ]
+    if peak is not None:
+        verdict = "within" if peak < budget else "**over**"
+        lines.append(
+            f"Peak RSS {num(peak, 0)} MiB is {verdict} the {num(budget)} MiB budget (the roadmap: a 20k × 20k "
+            f"map in < 2 GB); RSS was sampled {num(f.get('rss_samples'))} times (`rss_series` in the JSON)."
+        )
+    return lines
+
+
 # ------------------------------------------------------------------------------------------------ accuracy
 def accuracy_rows(
     transfer: Mapping[str, Any],
@@ -736,6 +788,7 @@ SECTIONS = {
     "finetune": finetune_section,
     "extract": extract_section,
     "map": map_section,
+    "map_large": map_large_section,
 }
 
 
@@ -752,6 +805,7 @@ HOW_TO = [
     "python benchmarks/bench_pretrain.py --full             # 5 members, every scale to convergence (long)",
     "python benchmarks/bench_pretrain.py --device cuda      # on a GPU (also bench_finetune.py --device cuda)",
     "python benchmarks/bench_map.py --full                  # the memory series up to a 16° AOI",
+    "python benchmarks/bench_map_large.py                   # one 20000 × 20000-pixel map (20-30 min)",
     "python benchmarks/ablation.py --full                   # ablations with 3 draws per fold, Niger too",
     "python benchmarks/report.py                            # this page from benchmarks/results/*.json",
     "```",
