@@ -1,13 +1,15 @@
 """Run every benchmark (pretrain, finetune, extract, map; the ablations), save their JSON, then regenerate the report.
 
-Usage: ``python benchmarks/run_all.py [--out-dir DIR] [--only map,extract] [--full] [--no-report] [--quick]``.
+Usage: ``python benchmarks/run_all.py [--out-dir DIR] [--only map,extract] [--full] [--no-report] [--quick]
+[--large]``.
 
 Each benchmark runs in its own Python process (one at a time, so no two compete for the CPU) and writes
 ``<out-dir>/<name>.json``; a failing benchmark is reported and the others still run (exit status 1 at the end).
 The default budget fits in 15 minutes on 2 cores; ``--full`` passes ``--full`` to the pretraining benchmark (5
 members, every scale to convergence: long), the mapping benchmark (AOIs up to 16°) and the ablations (3 draws per
 fold and size, a third region). ``--quick`` uses tiny
-parameters (a smoke run of the whole pipeline, ~2 minutes).
+parameters (a smoke run of the whole pipeline, ~2 minutes). ``--large`` adds ``bench_map_large.py`` (one
+20000 × 20000-pixel map, 20-30 minutes; 2000 × 2000 with ``--quick``).
 Unless ``--no-report``, ``docs/benchmarks.md`` is regenerated from ``--out-dir`` (only when it is the default
 ``benchmarks/results``).
 """
@@ -34,6 +36,10 @@ BENCHMARKS: dict[str, tuple[str, list[str], list[str]]] = {
 }
 #: benchmarks that take ``--full``
 FULL = ("pretrain", "map", "ablation")
+#: run only when asked (``--large`` or ``--only``): one 20000 × 20000-pixel map takes 20-30 minutes on 2 cores
+LARGE: dict[str, tuple[str, list[str], list[str]]] = {
+    "map_large": ("bench_map_large.py", [], ["--pixels", "2000"]),
+}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -44,16 +50,22 @@ def main(argv: list[str] | None = None) -> int:
         "--full", action="store_true", help=f"the full budgets of {', '.join(FULL)} (much longer)"
     )
     ap.add_argument("--quick", action="store_true", help="tiny parameters: a smoke run")
+    ap.add_argument(
+        "--large", action="store_true", help="also the 20k x 20k map (bench_map_large.py, ~25 min)"
+    )
     ap.add_argument("--no-report", action="store_true", help="do not regenerate docs/benchmarks.md")
     args = ap.parse_args(argv)
     names = [n.strip() for n in args.only.split(",") if n.strip()]
-    unknown = [n for n in names if n not in BENCHMARKS]
+    if args.large:
+        names += [n for n in LARGE if n not in names]
+    every = {**BENCHMARKS, **LARGE}
+    unknown = [n for n in names if n not in every]
     if unknown:
-        ap.error(f"unknown benchmark(s) {', '.join(unknown)}; choose from {', '.join(BENCHMARKS)}")
+        ap.error(f"unknown benchmark(s) {', '.join(unknown)}; choose from {', '.join(every)}")
     failed = []
     t_all = time.perf_counter()
     for name in names:
-        script, default, quick = BENCHMARKS[name]
+        script, default, quick = every[name]
         extra = quick if args.quick else default
         if args.full and name in FULL:
             extra = [*extra, "--full"]
