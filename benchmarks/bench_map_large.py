@@ -36,6 +36,7 @@ from common import (  # noqa: E402
     make_result,
     maxrss_mb,
     out_dir_of,
+    quiet_geesoil,
     run_child,
     save_result,
     shared_data,
@@ -68,7 +69,8 @@ def train_child(path: str, trees: int) -> dict[str, Any]:
         lon=("lon", "first"), lat=("lat", "first"), oc_gkg=("oc_gkg", "mean")
     )
     prof = prof.reset_index(drop=True)
-    cov = source.sample(prof[["lon", "lat"]])
+    with quiet_geesoil():  # profiles off the coarse rasters (coasts, Antarctica) are dropped below
+        cov = source.sample(prof[["lon", "lat"]])
     frame = pd.concat([prof, cov[list(COVARIATES)]], axis=1).dropna().reset_index(drop=True)
     specs = [s for s in source.specs if s.name in COVARIATES]
     model = RandomForestSoil(specs, n_estimators=trees, min_samples_leaf=20, random_state=0, n_jobs=1)
