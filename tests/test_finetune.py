@@ -152,6 +152,21 @@ def test_regional_branch_learns_a_region_only_covariate(pretrained) -> None:
     assert mae(branch.predict(Xte), yte) < 0.95 * mae(plain.predict(Xte), yte)
 
 
+def test_regional_branch_is_reproducible_whatever_torch_drew_before(pretrained) -> None:
+    X, y = make_region(80, seed=5, gamma_effect=0.35)
+
+    def fit() -> np.ndarray:
+        model = make_strategy(
+            "regional-branch", pretrained, regional_covariates=REGIONAL, random_state=3, max_epochs=5
+        )
+        return model.fit(X, y).predict(X)
+
+    torch.manual_seed(1)
+    first = fit()
+    torch.rand(1000)  # another state of torch's global generator
+    np.testing.assert_array_equal(fit(), first)
+
+
 def test_strategy_arguments_are_checked(pretrained) -> None:
     with pytest.raises(ModelError, match="unknown fine-tuning strategy"):
         make_strategy("magic", pretrained)

@@ -349,7 +349,7 @@ class RegionalBranch(_Transfer):
         n_cont = sum(g.n_cont for g in self.encoder_.layout_)
         n_cat = sum(len(g.cat) for g in self.encoder_.layout_)
         (layout,) = self.extra_encoder_.layout_
-        net.add_branch(layout.shifted(n_cont, n_cat))
+        net.add_branch(layout.shifted(n_cont, n_cat), seed=self._member_seeds(len(self.pretrained.nets_))[m])
         return net
 
     def _param_groups(self, net: nn.Module) -> list[tuple[list[nn.Parameter], float]]:

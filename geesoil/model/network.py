@@ -104,13 +104,18 @@ class GroupBranchNet(nn.Module):
     def forward(self, xc: torch.Tensor, xk: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(xc, xk)).squeeze(-1)
 
-    def add_branch(self, layout: GroupLayout) -> _Branch:
-        """Append a branch whose connections into the head start at zero, so the function is unchanged at first."""
-        branch = _Branch(layout, self.branch_width)
+    def add_branch(self, layout: GroupLayout, seed: int = 0) -> _Branch:
+        """Append a branch whose connections into the head start at zero, so the function is unchanged at first.
+
+        The branch's own weights are drawn from ``seed`` (not torch's global generator), so a fit is reproducible.
+        """
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            branch = _Branch(layout, self.branch_width)
+            new = nn.Linear(self.head[0].in_features + self.branch_width, self.head[0].out_features)
         self.branches.append(branch)
         self.layout.append(layout)
         old = self.head[0]
-        new = nn.Linear(old.in_features + self.branch_width, old.out_features)
         with torch.no_grad():
             new.weight.zero_()
             new.weight[:, : old.in_features] = old.weight
