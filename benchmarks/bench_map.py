@@ -11,7 +11,8 @@ same pixels.
 ``memory``: maps of square AOIs (``--sides`` degrees, centred at ``--center``) with the shipped
 ``global-coarse-v1`` model on the shared coarse pack at ``--scale`` metres, 256-pixel tiles, each in its own child
 process; the child's peak RSS (its ``VmHWM``) is recorded against the pixel count. Tiles are predicted and written one
-at a time, so peak RSS should stay flat as the AOI grows (``rss_exponent`` ≈ 0).
+at a time, so peak RSS should stay flat as the AOI grows beyond one full tile (``rss_exponent_full_tiles`` ≈ 0;
+smaller AOIs have smaller tiles). ``bench_map_large.py`` measures one 20000 × 20000-pixel map.
 
 ``dask``: the ``--dask-side`` AOI with 256-pixel tiles, serial against ``--dask-workers N`` (a LocalCluster of 2
 single-threaded processes by default), each in a child process; wall time includes the cluster's start-up.
@@ -45,6 +46,8 @@ from common import (  # noqa: E402
 
 NAME = "map"
 COARSE_MODEL = REPO / "assets" / "models" / "global-coarse-v1.geesoil"
+#: tile size (pixels a side) of the memory series
+TILE_SIZE_MEMORY = 256
 #: default AOI centre (lon, lat): the Congo basin, land in every direction for 8°
 CENTER = (23.0, 0.0)
 
@@ -171,7 +174,7 @@ def memory_series(
                 "model": str(model),
                 "covariates": [str(shared_data() / "covariates")],
                 "scale": scale,
-                "tile_size": 256,
+                "tile_size": TILE_SIZE_MEMORY,
             },
         )
         v = child.value
@@ -192,6 +195,11 @@ def memory_series(
         out["rss_exponent"] = scaling_exponent(px, rss)
         out["rss_max_over_min"] = max(rss) / min(rss)
         out["pixels_max_over_min"] = max(px) / min(px)
+        # below one full tile the tile itself (and the model's batch) shrinks with the AOI; flat is the claim beyond
+        full = [(p, r) for p, r in zip(px, rss, strict=True) if p >= TILE_SIZE_MEMORY**2]
+        if len(full) >= 2:
+            out["rss_exponent_full_tiles"] = scaling_exponent(*zip(*full, strict=True))
+            out["rss_max_over_min_full_tiles"] = max(r for _, r in full) / min(r for _, r in full)
     return out
 
 
@@ -248,7 +256,7 @@ def run(
         "center": list(center),
         "sides_deg": list(sides),
         "scale_m": scale,
-        "tile_size_memory": 256,
+        "tile_size_memory": TILE_SIZE_MEMORY,
         "dask_side_deg": dask_side,
         "dask_workers": dask_workers,
         "tile_size_dask": 256,
@@ -257,6 +265,8 @@ def run(
         "memory.rss_exponent": "info",
         "memory.rss_max_over_min": "info",
         "memory.pixels_max_over_min": "info",
+        "memory.rss_exponent_full_tiles": "info",
+        "memory.rss_max_over_min_full_tiles": "info",
         "throughput.end_to_end_vs_inference": "info",
         "throughput.rf_vs_inference": "info",
         "throughput.train_s": "info",

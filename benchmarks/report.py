@@ -387,11 +387,22 @@ def map_section(r: Mapping[str, Any]) -> list[str]:
 
 
 def flatness(mem: Mapping[str, Any]) -> str:
-    """One sentence judging the peak-RSS series: flat, or growing with the AOI."""
-    exp = mem.get("rss_exponent")
+    """One sentence judging the peak-RSS series: flat, or growing with the AOI (beyond one full tile when known:
+    smaller AOIs have smaller tiles, so less to hold)."""
+    full = mem.get("rss_exponent_full_tiles")
+    exp = full if full is not None else mem.get("rss_exponent")
     if exp is None or not math.isfinite(exp):
         return ""
+    head = ""
+    if full is not None:
+        ratio = num(mem.get("rss_max_over_min_full_tiles"))
+        head = f"From the first AOI holding a full tile on, peak RSS changed {ratio}× (exponent {num(full, 3)}): "
     if exp <= FLAT_EXPONENT:
+        if full is not None:
+            return (
+                head
+                + "flat, bounded by the tile size, not the AOI (smaller AOIs have a smaller tile to hold)."
+            )
         return "Memory is flat: it does not depend on the AOI size."
     runs = list(mem.get("runs", {}).values())
     same_tiles = [r for r in runs if r.get("tiles", 0) > 1]
@@ -403,7 +414,7 @@ def flatness(mem: Mapping[str, Any]) -> str:
             f"rose {num(b['peak_rss_mb'] - a['peak_rss_mb'], 0)} MiB."
         )
     return (
-        f"**Not flat** (exponent above {FLAT_EXPONENT}): peak memory grows with the AOI although tiles have a "
+        f"{head}**Not flat** (exponent above {FLAT_EXPONENT}): peak memory grows with the AOI although tiles have a "
         f"fixed size.{extra}"
     )
 
