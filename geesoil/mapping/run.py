@@ -8,8 +8,6 @@ and ``run.json``, and returns the ``run.json`` document.
 
 from __future__ import annotations
 
-import errno
-import fcntl
 import hashlib
 import json
 import logging
@@ -35,6 +33,7 @@ from geesoil.covariates.source import CovariateSource
 from geesoil.errors import CovariateError, GeesoilError, ModelError
 from geesoil.fileid import file_sha256
 from geesoil.grid import Grid, Tile
+from geesoil.locks import exclusive_lock
 from geesoil.mapping.aoa import AOAReference, reference_for
 from geesoil.mapping.aoi import (
     AOI,
@@ -629,25 +628,18 @@ def map_lock(out: Path) -> Iterator[Path]:
     the lock dies with its process, so a killed run leaves nothing stale. Temporary COG folders of a killed run
     (``.cog-*``) are removed once the lock is held.
     """
-    root = out / TILES_DIR
-    root.mkdir(parents=True, exist_ok=True)
-    path = root / LOCK_FILE
-    f = open(path, "a+", encoding="utf-8")  # noqa: SIM115 (held for the whole block)
-    try:
-        try:
-            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            if exc.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
-                raise
-            raise MapLocked(
-                f"{out} is being written by another geesoil map run ({path} is locked); "
-                "wait for it to finish or choose another -o"
-            ) from None
+    path = out / TILES_DIR / LOCK_FILE
+
+    def refuse(holder: str) -> MapLocked:
+        return MapLocked(
+            f"{out} is being written by another geesoil map run ({path} is held by {holder}); "
+            "wait for it to finish or choose another -o"
+        )
+
+    with exclusive_lock(path, refuse):
         for stale in out.glob(".cog-*"):
             shutil.rmtree(stale, ignore_errors=True)
         yield path
-    finally:
-        f.close()
 
 
 def _execute_locked(plan: MapPlan, out: Path, t0: float) -> dict[str, Any]:

@@ -12,8 +12,6 @@ Layout of a job's output folder::
 from __future__ import annotations
 
 import datetime as dt
-import errno
-import fcntl
 import hashlib
 import json
 import os
@@ -27,6 +25,7 @@ from typing import Any
 from geesoil import __version__
 from geesoil.errors import GeesoilError
 from geesoil.fileid import file_sha256
+from geesoil.locks import exclusive_lock
 from geesoil.refresh.job import Job, Window
 
 MANIFEST = "manifest.json"
@@ -182,28 +181,16 @@ def job_lock(out: Path, job_name: str) -> Iterator[Path]:
 
     The lock dies with its process, so a killed run never leaves a stale lock behind.
     """
-    out.mkdir(parents=True, exist_ok=True)
     path = out / LOCK
-    f = open(path, "a+", encoding="utf-8")  # noqa: SIM115 (held for the whole block)
-    try:
-        try:
-            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            if exc.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
-                raise
-            f.seek(0)
-            holder = f.read().strip() or "unknown"
-            raise RefreshLocked(
-                f"another refresh of job {job_name!r} is running ({path} is held by {holder}); "
-                "this run is refused — wait for it to finish"
-            ) from None
-        f.seek(0)
-        f.truncate()
-        f.write(f"pid {os.getpid()} since {now()}\n")
-        f.flush()
+
+    def refuse(holder: str) -> RefreshLocked:
+        return RefreshLocked(
+            f"another refresh of job {job_name!r} is running ({path} is held by {holder}); "
+            "this run is refused — wait for it to finish"
+        )
+
+    with exclusive_lock(path, refuse):
         yield path
-    finally:
-        f.close()
 
 
 __all__ = [
