@@ -339,7 +339,7 @@ def map_section(r: Mapping[str, Any]) -> list[str]:
         lines += [
             f"Peak RSS against AOI size: square AOIs centred at {p.get('center')} with `{Path(str(p.get('model'))).name}` "
             f"on {p.get('covariates')} at {num(p.get('scale_m'), 0)} m, {p.get('tile_size_memory')}-pixel tiles, each map "
-            "in its own process:",
+            "in its own process" + (f" (measured {mem['measured']})" if mem.get("measured") else "") + ":",
             "",
             *table(
                 [
