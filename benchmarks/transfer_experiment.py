@@ -13,7 +13,7 @@ fixed here in advance; nothing is selected on test folds (``auto`` selects by ne
 
 Budgets on the 2-core development machine (shared, under ``nice``): ``--quick`` takes ~10 min wall for all four
 settings as two parallel processes (one torch thread each: ``--settings edgeroi,edgeroi+regional`` and
-``--settings niger,malawi``, then ``--merge``), ~20 min as one; ``--quick --repeats 3`` with every strategy ~33 min
+``--settings niger,malawi``, then ``--merge``), ~20 min as one; ``--quick --repeats 3`` with every strategy ~25 min
 as two processes. The default (5 folds, 3 repeats, 3 members, 100 epochs) is for a bigger machine (hours here).
 """
 
