@@ -120,6 +120,7 @@ def convex_stack(y: np.ndarray, P: np.ndarray) -> np.ndarray:
     Least absolute deviations rather than least squares: ``auto`` is judged by MAE, and the L1 fit is robust to
     the few very high SOC values of a skewed sample.
     """
+    from scipy import sparse
     from scipy.optimize import linprog
 
     P = np.asarray(P, float)
@@ -129,8 +130,14 @@ def convex_stack(y: np.ndarray, P: np.ndarray) -> np.ndarray:
         return np.ones(1)
     # variables: w (k), positive and negative residual parts (n each); P w + e+ - e- = y, sum w = 1
     c = np.r_[np.zeros(k), np.ones(2 * n)]
-    eye = np.eye(n)
-    A = np.block([[P, eye, -eye], [np.ones((1, k)), np.zeros((1, 2 * n))]])
+    eye = sparse.identity(n, format="csr")
+    A = sparse.vstack(
+        [
+            sparse.hstack([sparse.csr_matrix(P), eye, -eye]),
+            sparse.hstack([np.ones((1, k)), sparse.csr_matrix((1, 2 * n))]),
+        ],
+        format="csr",
+    )
     res = linprog(c, A_eq=A, b_eq=np.r_[y, 1.0], bounds=(0, None), method="highs")
     if not res.success:  # numerically degenerate input: fall back to the best single column
         w = np.zeros(k)
@@ -179,7 +186,7 @@ def select(
             forest = other
 
     def result(weights: dict[str, float]) -> dict[str, Any]:
-        kept = {n: w for n, w in weights.items() if w >= min_weight}
+        kept = {n: w for n, w in weights.items() if w >= min_weight} or {max(weights, key=weights.get): 1.0}
         total = sum(kept.values())
         order = sorted(kept, key=lambda n: (-kept[n], n))
         return {
@@ -230,7 +237,7 @@ def point_prediction(model: Any, X: pd.DataFrame, point: str = "median") -> np.n
 
 @register("auto")
 class AutoModel:
-    """Chooses among transfer strategies and regional forests by nested spatial CV, then refits the winner.
+    """Weights transfer strategies and regional forests by nested spatial CV, then refits the chosen ones.
 
     ``pretrained`` is the global :class:`~geesoil.model.network.SoilNet` (``None``: forests only).
     ``covariates`` are the forests' covariates (default: the pretrained model's plus ``regional_covariates``);
