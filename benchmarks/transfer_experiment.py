@@ -627,8 +627,9 @@ def render(results: dict[str, Any]) -> str:
         out += [
             "## Reproducibility",
             "",
-            f"- Setting(s) {', '.join(rep['settings'])} re-run with the same command "
-            f"(`{rep['file']}`, {rep['date']}): over {rep['cells']} method × size cells the largest absolute "
+            f"- Setting(s) {', '.join(rep['settings'])} re-run with the same options (only `--settings` and "
+            f"`--output` differ; `{rep['file']}`, {rep['date']}), compared with `--check-against`: over "
+            f"{rep['cells']} method × size cells the largest absolute "
             f"difference in MAE is {rep['max_abs_mae_diff']:.4f} g/kg ({rep['max_rel_mae_diff_pct']:.2f} %), "
             f"in PICP90 {rep['max_abs_picp_diff']:.4f}"
             + (" (identical)." if rep["max_abs_mae_diff"] == 0 and rep["max_abs_picp_diff"] == 0 else "."),
