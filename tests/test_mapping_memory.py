@@ -12,7 +12,7 @@ import pytest
 import rasterio
 
 from geesoil.grid import Grid
-from geesoil.mapping import cog
+from geesoil.mapping import cog, memory
 
 linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/status")
 
@@ -46,7 +46,7 @@ def test_write_cog_runs_under_the_bounded_gdal_cache(tmp_path):
             yield t.slices, np.full((t.height, t.width), 7.5, np.float32)
 
     cog.write_cog(tmp_path / "x.tif", grid, tiles(), dtype="float32", nodata=-9999.0, description="x")
-    assert seen and set(seen) == {cog.GDAL_CACHE_BYTES}
+    assert seen and set(seen) == {memory.GDAL_CACHE_BYTES}
     with rasterio.open(tmp_path / "x.tif") as src:
         assert src.shape == (300, 400) and float(src.read(1).mean()) == 7.5
 
@@ -59,7 +59,7 @@ def test_steady_malloc_returns_freed_tile_arrays():
     import sys
     import numpy as np
     if sys.argv[-1] == "fix":
-        from geesoil.mapping.run import steady_malloc
+        from geesoil.mapping.memory import steady_malloc
         assert steady_malloc()
     w = np.ones(1 << 20); del w
     base = status("VmRSS")
@@ -87,9 +87,10 @@ def test_write_cog_peak_memory_does_not_follow_raster_size(tmp_path):
     import numpy as np
     import rasterio, rio_cogeo.cogeo
     import geesoil.mapping.cog as cog
+    import geesoil.mapping.memory as memory
     from geesoil.grid import Grid
     if sys.argv[-1] == "unbounded":
-        cog.GDAL_CACHE_BYTES = 2**31
+        memory.GDAL_CACHE_BYTES = 2**31
     n = 4096
     grid = Grid.from_bounds((0, 0, n * 0.001, n * 0.001), "EPSG:4326", 0.001)
     yy, xx = np.mgrid[0:512, 0:512]
@@ -107,5 +108,31 @@ def test_write_cog_peak_memory_does_not_follow_raster_size(tmp_path):
         return _run(code, mode)
 
     bounded, unbounded = growth("bounded"), growth("unbounded")
-    assert bounded < cog.GDAL_CACHE_BYTES / 2**20 + 100
+    assert bounded < memory.GDAL_CACHE_BYTES / 2**20 + 100
     assert unbounded - bounded > 60
+
+
+def test_dask_tile_jobs_run_under_the_bounded_gdal_cache(tmp_path, monkeypatch):
+    from shapely.geometry import box
+    from test_mapping_data import make_model, make_pack
+
+    from geesoil.mapping import distributed
+    from geesoil.mapping.tiler import TileSettings, TileStore
+
+    pack = make_pack(tmp_path / "pack")
+    model = make_model(pack, tmp_path / "m.geesoil")
+    seen = []
+    real = distributed.predict_tile
+
+    def spy(*args, **kwargs):
+        seen.append(rasterio.env.getenv().get("GDAL_CACHEMAX"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(distributed, "predict_tile", spy)
+    grid = Grid.from_bounds((149.6, -30.2, 149.8, -30.1), "EPSG:4326", 0.01)
+    settings = TileSettings(("elev", "rain", "lc"))
+    key = distributed.tile_job(
+        str(model), (str(pack),), grid, box(*grid.bounds), settings, None, str(tmp_path / "tiles"), "t0"
+    )
+    assert seen == [memory.GDAL_CACHE_BYTES]
+    assert np.isfinite(TileStore(tmp_path / "tiles").load(key)["mean"]).any()

@@ -17,13 +17,10 @@ import rasterio
 from rasterio.windows import Window
 
 from geesoil.grid import Grid
+from geesoil.mapping.memory import bounded_memory
 
 #: Internal tile size of every output (the COG convention, and what ``--tile-size`` defaults to).
 BLOCK = 512
-#: GDAL block cache (bytes: rasterio passes an integer ``GDAL_CACHEMAX`` on as bytes, not MB) while a map or COG is
-#: written. GDAL's default (5 % of RAM) filled while overviews were built, growing with the raster (+0.5 GB for a
-#: 6000 × 6000 map); blocks are written whole, so 64 MB costs no speed.
-GDAL_CACHE_BYTES = 64 * 2**20
 
 
 def write_cog(
@@ -49,7 +46,7 @@ def write_cog(
     path.parent.mkdir(parents=True, exist_ok=True)
     str_tags = {str(k): str(v) for k, v in (tags or {}).items()}
     with (
-        rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES),
+        bounded_memory(),
         tempfile.TemporaryDirectory(prefix=".cog-", dir=path.parent) as tmpdir,
     ):
         raw = Path(tmpdir) / "raw.tif"

@@ -19,6 +19,7 @@ from shapely.geometry.base import BaseGeometry
 from geesoil.errors import GeesoilError
 from geesoil.grid import Grid
 from geesoil.mapping.aoa import AOAReference
+from geesoil.mapping.memory import bounded_memory
 from geesoil.mapping.tiler import TileSettings, TileStore, predict_tile
 
 log = logging.getLogger(__name__)
@@ -44,7 +45,8 @@ def tile_job(
 ) -> str:
     """Predict one tile on a worker and save it; returns the tile key."""
     model, source = _inputs(model_path, sources)
-    TileStore(store_root).save(key, predict_tile(model, source, grid, geom, settings, aoa))
+    with bounded_memory():
+        TileStore(store_root).save(key, predict_tile(model, source, grid, geom, settings, aoa))
     return key
 
 

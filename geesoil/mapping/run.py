@@ -14,7 +14,6 @@ import logging
 import math
 import os
 import shutil
-import sys
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
@@ -25,7 +24,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import rasterio
 from pyproj import CRS, Geod
 
 from geesoil import __version__
@@ -46,7 +44,8 @@ from geesoil.mapping.aoi import (
     read_aoi,
     resolution_in,
 )
-from geesoil.mapping.cog import BLOCK, GDAL_CACHE_BYTES, write_cog
+from geesoil.mapping.cog import BLOCK, write_cog
+from geesoil.mapping.memory import bounded_memory
 from geesoil.mapping.tiler import AOA_NODATA, TileSettings, TileStore, predict_tile
 
 log = logging.getLogger(__name__)
@@ -565,54 +564,18 @@ def _summary(plan: MapPlan, store: TileStore, tiles: list[Tile]) -> dict[str, An
     return stats
 
 
-#: Allocations of at least this many bytes get their own pages from the kernel, returned as soon as they are freed
-#: (glibc's ``M_MMAP_THRESHOLD``; see :func:`steady_malloc`).
-MMAP_THRESHOLD = 1 << 20
-_M_MMAP_THRESHOLD = -3  # mallopt parameter number (glibc malloc.h)
-_malloc_fixed = False
-
-
-def steady_malloc() -> bool:
-    """Fix glibc's mmap threshold at :data:`MMAP_THRESHOLD` for this process (once); True when it is set.
-
-    By default glibc raises the threshold (up to 32 MB) each time a large block is freed, so a tile's megabyte-sized
-    arrays come from the heap afterwards, and the heap keeps what fragmentation strands: peak RSS crept up with the
-    number of tiles (a 16° map at 1 km: +120 MB over 49 tiles, flat from the first tile with a fixed threshold).
-    A no-op off glibc, or when ``MALLOC_MMAP_THRESHOLD_`` is set in the environment (the user's choice wins).
-    """
-    global _malloc_fixed
-    if _malloc_fixed:
-        return True
-    if "MALLOC_MMAP_THRESHOLD_" in os.environ or not sys.platform.startswith("linux"):
-        return False
-    import ctypes
-    import ctypes.util
-
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):  # musl and others have no mallopt
-        return False
-    _malloc_fixed = bool(mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD))
-    return _malloc_fixed
-
-
 def execute(plan: MapPlan) -> dict[str, Any]:
     """Predict missing tiles, write the COGs, ``quicklook.png`` and ``run.json``; returns the ``run.json`` doc.
 
     Memory is bounded by the tile size, not the AOI: tiles are predicted and written one at a time, GDAL's block
-    cache is held at :data:`~geesoil.mapping.cog.GDAL_CACHE_BYTES` and :func:`steady_malloc` keeps freed tile arrays
-    from lingering in the heap.
+    cache and the heap are held in check by :func:`~geesoil.mapping.memory.bounded_memory`.
     """
 
     t0 = time.perf_counter()
-    steady_malloc()
     req = plan.request
     out = Path(req.out)
     out.mkdir(parents=True, exist_ok=True)
-    # GDAL's default block cache (5 % of RAM) grows with the rasters read and written; tiles are read and written
-    # whole, so a small one costs no speed and keeps memory bounded by the tile size, not the AOI
-    with map_lock(out), rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES):
+    with map_lock(out), bounded_memory():
         return _execute_locked(plan, out, t0)
 
 
@@ -726,5 +689,4 @@ __all__ = [
     "run_map",
     "run_tiles",
     "shipped_model_for",
-    "steady_malloc",
 ]
