@@ -167,6 +167,32 @@ def test_regional_branch_is_reproducible_whatever_torch_drew_before(pretrained) 
     np.testing.assert_array_equal(fit(), first)
 
 
+def test_recentring_puts_the_start_on_the_regions_level(pretrained) -> None:
+    """A region whose SOC sits at 1.6× the global relationship: re-centring removes the level error at the start
+    and the fine-tuned model keeps it removed on new sites."""
+    from geesoil.model.finetune import recentre_output
+    from geesoil.model.train import to_tensors
+
+    X, y = make_region(600, seed=11)
+    y = np.expm1(np.log1p(y) + 0.5)
+    Xtr, ytr, Xte, yte = X.iloc[:30], y[:30], X.iloc[30:], y[30:]
+    net = copy.deepcopy(pretrained.nets_[0])
+    data = pretrained.encoder_.transform(Xtr)
+    z = (np.log1p(ytr) - pretrained.target_["mean"]) / pretrained.target_["std"]
+    batch = to_tensors(data.cont, data.cat, z, torch.device("cpu"))
+    shift = recentre_output(net, batch)
+    assert shift > 0.3  # the region is 0.5 log units above the global level
+    with torch.no_grad():
+        assert abs(float((batch[2] - net(batch[0], batch[1])).mean())) < 1e-5
+
+    def level(model) -> float:
+        return float(np.mean(np.log1p(yte) - np.log1p(model.predict_median(Xte))))
+
+    centred = make_strategy("finetuned", pretrained, recentre=True, random_state=0).fit(Xtr, ytr)
+    assert abs(level(centred)) < 0.15 < abs(level(pretrained))
+    assert load_model(save_model(centred, "/tmp/_rc.geesoil")).recentre is True
+
+
 def test_strategy_arguments_are_checked(pretrained) -> None:
     with pytest.raises(ModelError, match="unknown fine-tuning strategy"):
         make_strategy("magic", pretrained)

@@ -61,7 +61,12 @@ STRATEGIES: dict[str, str] = {
 
 
 class _Transfer(NetEnsemble):
-    """Fine-tuning machinery shared by the strategies; subclasses change the net, LR groups or loss."""
+    """Fine-tuning machinery shared by the strategies; subclasses change the net, LR groups or loss.
+
+    ``recentre=True`` first shifts each member's output by its mean residual on the regional training samples
+    (:func:`recentre_output`), for regions where the global model is off by a constant; off by default (the
+    ablation in docs/benchmarks.md measures it).
+    """
 
     kind = "finetuned"
     #: whether fit trains the networks (``global`` only calibrates)
@@ -77,11 +82,13 @@ class _Transfer(NetEnsemble):
         patience: int = 25,
         weight_decay: float = 1e-4,
         val_fraction: float = 0.2,
+        recentre: bool = False,
         device: str = "auto",
         random_state: int = 0,
         progress: bool = False,
     ) -> None:
         self.pretrained = pretrained
+        self.recentre = recentre
         self.lr = lr
         self.max_epochs = max_epochs
         self.batch_size = batch_size
@@ -106,6 +113,7 @@ class _Transfer(NetEnsemble):
             "patience": self.patience,
             "weight_decay": self.weight_decay,
             "val_fraction": self.val_fraction,
+            "recentre": self.recentre,
             "device": self.device,
             "random_state": self.random_state,
             "progress": self.progress,
@@ -171,6 +179,8 @@ class _Transfer(NetEnsemble):
             self.nets_, results = [], []
             for m, (tr, va) in enumerate(splits):
                 net = self._member_net(m).to(dev)
+                if self.recentre:
+                    recentre_output(net, to_tensors(data.cont[tr], data.cat[tr], z[tr], dev))
                 val = to_tensors(data.cont[va], data.cat[va], z[va], dev)
                 start = (
                     {k: v.detach().cpu().clone() for k, v in net.state_dict().items()},
@@ -494,6 +504,21 @@ class FineTunedGP(_Transfer):
         gp = meta["gp"]
         self.gp_center_ = tuple(gp["center"])
         self._set_gp(np.asarray(gp["xy"], float).reshape(-1, 2), np.asarray(gp["resid"], float), gp["theta"])
+
+
+@torch.no_grad()
+def recentre_output(net: nn.Module, train: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> float:
+    """Shift the output bias by the mean residual on ``train`` (xc, xk, z): the region's level, before fine-tuning.
+
+    A global model can be off by a constant in a region (log-space level: +0.13 in Malawi, −0.25 in Niger for the
+    shipped coarse model); a few fine-tuning steps on 25–50 samples at a small learning rate barely move it, while
+    the mean residual is a well-determined single number. Returns the shift (standardised target units).
+    """
+    xc, xk, z = train
+    net.eval()
+    shift = float((z - net(xc, xk)).mean())
+    net.head[-1].bias += shift
+    return shift
 
 
 # --------------------------------------------------------------------------------------------- factory
