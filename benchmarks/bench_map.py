@@ -2,7 +2,7 @@
 
 Usage: ``python benchmarks/bench_map.py [--sides 1,2,4,8] [--full] [--dask-side 6] [--scale 1000] [--skip-throughput]``.
 
-``throughput`` (``map_throughput.py``'s measurement): on the Edgeroi AOI with the Edgeroi regional pack at 100 m and a
+``throughput``: on the Edgeroi AOI with the Edgeroi regional pack at 100 m and a
 small SoilNet (2 members) trained on the Edgeroi profiles, the end-to-end pixels/s of ``run_map`` (covariate reads,
 masks, mean + interval, COGs, quick-look, run.json) against the model's pure inference (``predict`` +
 ``predict_interval`` on the prebuilt pixel table) and a 100-tree scikit-learn ``RandomForestRegressor.predict`` on the
@@ -52,10 +52,34 @@ TILE_SIZE_MEMORY = 256
 CENTER = (23.0, 0.0)
 
 
+def training_table(source: Any) -> Any:
+    """Edgeroi profiles (mean OC of their 0-30 cm horizons) with ``source``'s covariates, complete rows only."""
+    import pandas as pd
+
+    soil = pd.read_parquet(shared_data() / "soil" / "edgeroi.parquet")
+    top = soil[(soil["top_cm"] >= 0) & (soil["top_cm"] < 30)]
+    prof = top.groupby("profile_id").agg(
+        lon=("lon", "first"), lat=("lat", "first"), oc_gkg=("oc_gkg", "mean")
+    )
+    prof = prof.reset_index(drop=True)
+    frame = pd.concat([prof, source.sample(prof[["lon", "lat"]])], axis=1)
+    return frame[frame[[s.name for s in source.specs]].notna().all(axis=1)].reset_index(drop=True)
+
+
+def train_model(source: Any, frame: Any, members: int, path: Path) -> Path:
+    """A small SoilNet (``members`` members, 30 epochs) on :func:`training_table`, saved at ``path``."""
+    from geesoil.model.io import save_model
+    from geesoil.model.network import SoilNet
+
+    names = [s.name for s in source.specs]
+    model = SoilNet(source.specs, n_members=members, max_epochs=30, patience=10, progress=False, device="cpu")
+    model.fit(frame[names + ["lon", "lat"]], frame["oc_gkg"].to_numpy())
+    return save_model(model, path)
+
+
 def throughput(members: int = 2, tile_size: int = 512) -> dict[str, Any]:
     """End-to-end vs inference vs sklearn RF pixels/s on the Edgeroi AOI (see the module docstring)."""
     import pandas as pd
-    from map_throughput import train_model, training_table
     from sklearn.ensemble import RandomForestRegressor
 
     from geesoil.covariates.local import LocalPackSource
