@@ -27,7 +27,7 @@ import ee
 import numpy as np
 import pytest
 import rasterio
-from loopback import LoopbackServer
+from loopback import LoopbackHandler, LoopbackServer
 from rasterio.transform import Affine
 from rasterio.warp import Resampling, reproject
 
@@ -455,7 +455,7 @@ def _error(status: int, message: str) -> tuple[int, str, bytes]:
     )
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(LoopbackHandler):
     fake: FakeEarthEngine
     protocol_version = "HTTP/1.1"
 
@@ -480,11 +480,7 @@ class _Handler(BaseHTTPRequestHandler):
                 fake._in_flight -= 1
         with fake._lock:
             fake.calls.append(Call(method, path, body, status, len(raw), len(payload)))
-        self.send_response(status)
-        self.send_header("Content-Type", ctype)
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
+        self.reply(status, {"Content-Type": ctype}, payload)
 
     def do_GET(self) -> None:
         self._serve("GET")

@@ -23,7 +23,7 @@ from urllib.parse import parse_qs, quote, unquote, urlparse
 
 import google_crc32c
 import pytest
-from loopback import LoopbackServer
+from loopback import LoopbackHandler, LoopbackServer
 
 
 @dataclass
@@ -216,7 +216,7 @@ def _err(status: int, message: str) -> tuple[int, dict[str, str], bytes]:
     return _json(status, {"error": {"code": status, "message": message, "errors": [{"message": message}]}})
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(LoopbackHandler):
     fake: FakeGcs
     protocol_version = "HTTP/1.1"
 
@@ -234,13 +234,7 @@ class _Handler(BaseHTTPRequestHandler):
             status, headers, payload = _err(500, f"fake GCS crashed: {type(exc).__name__}: {exc}")
         with self.fake._lock:
             self.fake.calls.append(GcsCall(method, url.path, query, status))
-        self.send_response(status)
-        for k, v in headers.items():
-            if k != "Content-Length":
-                self.send_header(k, v)
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
+        self.reply(status, headers, payload)
 
     def do_GET(self) -> None:
         self._serve("GET")

@@ -7,6 +7,20 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import ClassVar, Self
 
 
+class LoopbackHandler(BaseHTTPRequestHandler):
+    """Request handler base of the fakes: ``reply`` writes one complete response."""
+
+    def reply(self, status: int, headers: dict[str, str], payload: bytes) -> None:
+        """Send ``status``, ``headers`` (any Content-Length replaced by the payload's) and ``payload``."""
+        self.send_response(status)
+        for k, v in headers.items():
+            if k.lower() != "content-length":
+                self.send_header(k, v)
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+
 class LoopbackServer:
     """Serves :meth:`handler_class` (whose handlers find this object as ``self.fake``) on 127.0.0.1."""
 
