@@ -28,6 +28,7 @@ import pandas as pd
 from pyproj import CRS
 
 from geesoil.covariates.source import CovariateSource
+from geesoil.covariates.spec import CovariateSpec
 from geesoil.errors import GeesoilError
 from geesoil.grid import M_PER_DEG, Grid
 
@@ -69,8 +70,10 @@ class Context:
         """Every neighbour column this context adds, covariate by covariate."""
         return [column(n, dy, dx) for n in self.names for dy, dx in self.offsets]
 
-    def with_names(self, names: Sequence[str]) -> Context:
-        return Context(self.window, self.step_m, tuple(names))
+    @classmethod
+    def over(cls, window: int, step_m: float, covariates: Sequence[CovariateSpec]) -> Context:
+        """The window over the continuous ``covariates`` (class maps are used at the centre pixel only)."""
+        return cls(window, step_m, tuple(s.name for s in covariates if not s.is_categorical))
 
     def to_dict(self) -> dict[str, object]:
         return {"window": self.window, "step_m": self.step_m, "names": list(self.names)}

@@ -12,6 +12,7 @@ import pandas as pd
 
 from geesoil.covariates.source import CovariateSource
 from geesoil.covariates.spec import CovariateSpec
+from geesoil.covariates.window import Context
 from geesoil.errors import ModelError
 
 log = logging.getLogger(__name__)
@@ -81,11 +82,10 @@ def regional_table(
     known = {c.name for c in base_specs}
     regional = tuple(s for s in source.specs if s.name not in known)
     specs = base_specs + regional
+    # a windowed network: neighbours of every continuous covariate a regional model may use
     context = getattr(base, "context", None)
-    if (
-        context is not None
-    ):  # a windowed network: neighbours of every continuous covariate a regional model may use
-        context = context.with_names([s.name for s in specs if not s.is_categorical])
+    if context is not None:
+        context = Context.over(context.window, context.step_m, specs)
     samples, X, y = covariate_table(
         samples, source, [s.name for s in specs], target=target, where=where, context=context
     )

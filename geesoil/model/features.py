@@ -153,8 +153,7 @@ class FeatureEncoder:
         """The pixel window the inputs need (``None`` for single-pixel inputs)."""
         if not self.window:
             return None
-        names = tuple(s.name for s in self.covariates if not s.is_categorical)
-        return Context(self.window, float(self.step_m), names)
+        return Context.over(self.window, float(self.step_m), self.covariates)
 
     # -- fitting -------------------------------------------------------------------------------------------
     def fit(self, X: pd.DataFrame) -> FeatureEncoder:

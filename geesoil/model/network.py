@@ -464,8 +464,7 @@ class SoilNet(NetEnsemble):
     def _declared_context(self) -> Context | None:
         if not self.window:
             return None
-        names = tuple(s.name for s in self.covariates_in if not s.is_categorical)
-        return Context(self.window, float(self.window_step_m or 0.0), names)
+        return Context.over(self.window, float(self.window_step_m or 0.0), self.covariates_in)
 
     def _params(self) -> dict[str, Any]:
         return {
