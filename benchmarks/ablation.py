@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import inspect
 import logging
 import math
 import sys
@@ -51,6 +50,8 @@ from common import (  # noqa: E402
     shared_data,
     timer,
 )
+
+from geesoil.covariates.window import Context  # noqa: E402
 
 log = logging.getLogger("ablation")
 
@@ -274,29 +275,6 @@ class RegionData:
     regional: tuple[Any, ...] = ()
 
 
-def window_support() -> str | None:
-    """None when the k×k window is implemented (Context, SoilNet(window_step_m), covariate_table(context)), else why not."""
-    try:
-        from geesoil.covariates.window import Context  # noqa: F401
-    except ImportError as exc:
-        return f"geesoil.covariates.window.Context is not importable ({exc})"
-    from geesoil.evaluate import covariate_table
-    from geesoil.model.network import SoilNet
-
-    if "window_step_m" not in inspect.signature(SoilNet.__init__).parameters:
-        return "SoilNet has no window_step_m parameter yet (the k×k window is not implemented in the model)"
-    if "context" not in inspect.signature(covariate_table).parameters:
-        return "covariate_table has no context parameter yet (no neighbour columns for training tables)"
-    return None
-
-
-def window_context(covariates: Sequence[Any], window: int, step_m: float) -> Any:
-    """The :class:`~geesoil.covariates.window.Context` a SoilNet with this window needs in its input tables."""
-    from geesoil.model.network import SoilNet
-
-    return SoilNet(tuple(covariates), window=window, window_step_m=step_m).context
-
-
 def _table(
     samples: pd.DataFrame, source: Any, names: Sequence[str] | None, context: Any, where: str
 ) -> Table:
@@ -345,7 +323,7 @@ def load_global(windows: Sequence[int], step_m: float) -> GlobalData:
     tables = {0: base}
     for w in windows:
         if w:
-            ctx = window_context(covs, w, step_m)
+            ctx = Context.over(w, step_m, covs)
             tables[w] = _table(samples, source, names, ctx, "global samples (window)")
     return GlobalData(covs, _align(tables))
 
@@ -367,7 +345,7 @@ def load_region(name: str, windows: Sequence[int], step_m: float, covariates: Se
     regional = tuple(s for s in source.specs if s.name not in known and tables[0].X[s.name].notna().any())
     for w in windows:
         if w:
-            ctx = window_context(covariates, w, step_m)
+            ctx = Context.over(w, step_m, covariates)
             tables[w] = _table(samples, source, None, ctx, f"{name} (window)")
     return RegionData(name, region.title, region.block_km, _align(tables), regional)
 
@@ -498,10 +476,8 @@ def _with_pretrained_calibration(model: Any, pretrained: Any) -> Any:
 
 
 # ------------------------------------------------------------------------------------------------ evaluation
-def availability(arm: Arm, region: RegionData, window_reason: str | None) -> str | None:
+def availability(arm: Arm, region: RegionData) -> str | None:
     """Why ``arm`` cannot run in ``region`` (None: it can)."""
-    if PRETRAININGS[arm.pretraining].window and window_reason:
-        return window_reason
     if arm.regional and not region.regional:
         return f"{region.name} has no regional covariate pack"
     return None
@@ -644,7 +620,6 @@ def run_ablation(
     budget: Budget,
     arms: Sequence[Arm] = ARMS,
     *,
-    window_reason: str | None = None,
     machine: Mapping[str, Any] | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
@@ -652,7 +627,7 @@ def run_ablation(
     say = progress or (lambda msg: None)
     t_all = time.perf_counter()
     arms = list(arms)
-    runnable = {a.name: [r for r in regions if availability(a, r, window_reason) is None] for a in arms}
+    runnable = {a.name: [r for r in regions if availability(a, r) is None] for a in arms}
     variants = sorted({a.pretraining for a in arms if runnable[a.name]}, key=list(PRETRAININGS).index)
     pretrained, pre_info = {}, {}
     for v in variants:
@@ -682,7 +657,7 @@ def run_ablation(
     fit_s = pd.DataFrame.from_records([r for r in records if "fit_s" in r])
     figures_arms: dict[str, Any] = {}
     for a in arms:
-        skipped = {r.name: availability(a, r, window_reason) for r in regions if r not in runnable[a.name]}
+        skipped = {r.name: availability(a, r) for r in regions if r not in runnable[a.name]}
         entry: dict[str, Any] = {
             "ingredient": a.ingredient,
             "toggle": a.toggle,
@@ -715,7 +690,6 @@ def run_ablation(
         "arms": [a.name for a in arms],
         "pretraining_variants": {k: asdict(v) for k, v in PRETRAININGS.items() if k in variants},
         "validation_block_km": VALIDATION_BLOCK_KM,
-        "window": "skipped: " + window_reason if window_reason else "available",
     }
     notes = [
         "mae_change_pct: 100·(MAE_arm − MAE_versus)/MAE_versus per paired draw, mean ± standard error; ccc_change and "
@@ -737,8 +711,7 @@ def run(budget: Budget, arm_names: Sequence[str] | None = None, *, threads: int 
     torch.set_num_threads(threads)
     machine = machine_info("cpu")
     arms = [a for a in ARMS if arm_names is None or a.name in arm_names]
-    reason = window_support()
-    windows = sorted({PRETRAININGS[a.pretraining].window for a in arms} - ({1, 2} if reason else set()))
+    windows = sorted({PRETRAININGS[a.pretraining].window for a in arms})
 
     def say(msg: str) -> None:
         print(f"[ablation] {msg}", file=sys.stderr, flush=True)
@@ -750,9 +723,7 @@ def run(budget: Budget, arm_names: Sequence[str] | None = None, *, threads: int 
         regions = [
             load_region(r, windows, budget.window_step_m, global_data.covariates) for r in budget.regions
         ]
-    result = run_ablation(
-        global_data, regions, budget, arms, window_reason=reason, machine=machine, progress=say
-    )
+    result = run_ablation(global_data, regions, budget, arms, machine=machine, progress=say)
     result["figures"]["load_s"] = t_load.s
     result["figures"]["wall_s"] = time.perf_counter() - t0
     return result

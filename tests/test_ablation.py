@@ -12,6 +12,8 @@ import pytest
 from test_finetune import REGIONAL, make_region
 from test_model_network import SPECS, make_world
 
+from geesoil.covariates.window import Context, column
+
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 sys.path.insert(0, str(BENCH))
 
@@ -28,8 +30,7 @@ STEP_M = 1000.0
 
 def _with_neighbours(X, window: int, seed: int):
     """The centre columns plus jittered copies as the window's neighbour columns (what covariate_table adds)."""
-    ctx = ablation.window_context(SPECS, window, STEP_M)
-    from geesoil.covariates.window import column
+    ctx = Context.over(window, STEP_M, SPECS)
 
     rng = np.random.default_rng(seed)
     X = X.copy()
@@ -41,8 +42,7 @@ def _with_neighbours(X, window: int, seed: int):
 
 @pytest.fixture(scope="module")
 def data():
-    window_reason = ablation.window_support()
-    windows = [0] if window_reason else [0, 1]
+    windows = [0, 1]
     Xg, yg = make_world(1500, seed=1)
     Xr, yr = make_region(160, seed=0, gamma_effect=0.3)
     global_tables, region_tables = {}, {}
@@ -53,18 +53,17 @@ def data():
         region_tables[w] = ablation.Table(Xr[["lon", "lat"]], Xrw, yr)
     g = ablation.GlobalData(tuple(SPECS), global_tables)
     region = ablation.RegionData("synthetic", "Synthetic region", 200.0, region_tables, tuple(REGIONAL))
-    return g, region, window_reason
+    return g, region
 
 
 @pytest.fixture(scope="module")
 def result(data):
-    g, region, window_reason = data
-    res = ablation.run_ablation(g, [region], TINY, window_reason=window_reason, machine=MACHINE)
-    return res, window_reason
+    g, region = data
+    return ablation.run_ablation(g, [region], TINY, machine=MACHINE)
 
 
 def test_result_is_one_json_benchmark_result_with_every_arm(result, tmp_path) -> None:
-    res, window_reason = result
+    res = result
     path = common.save_result(res, tmp_path)
     doc = json.loads(path.read_text())
     assert path.name == "ablation.json"
@@ -72,12 +71,7 @@ def test_result_is_one_json_benchmark_result_with_every_arm(result, tmp_path) ->
     arms = doc["figures"]["arms"]
     assert list(arms) == list(ablation.ARM_NAMES)
     ran = [k for k, a in arms.items() if a["status"] == "ran"]
-    if window_reason:
-        assert arms["window-1"]["status"] == "skipped"
-        assert arms["window-1"]["skipped"] == {"synthetic": window_reason}
-        assert "window-1" not in doc["figures"]["pretraining"]
-    else:
-        assert "window-1" in ran
+    assert "window-1" in ran
     for name in ran:
         pooled = arms[name]["pooled"]
         cell = arms[name]["cells"]["synthetic"]["n40"]
@@ -95,7 +89,7 @@ def test_result_is_one_json_benchmark_result_with_every_arm(result, tmp_path) ->
 
 
 def test_toggled_arms_differ_in_configuration(result) -> None:
-    res, window_reason = result
+    res = result
     cfg = {k: a["config"]["synthetic"] for k, a in res["figures"]["arms"].items() if "config" in a}
     ref = cfg["reference"]
     assert ref["location"] == "fourier" and "location" in ref["groups"]
@@ -111,13 +105,12 @@ def test_toggled_arms_differ_in_configuration(result) -> None:
     assert "regional" in cfg["regional-branch"]["groups"] and "regional" not in ref["groups"]
     assert cfg["regional-branch-random-init"]["class"] == "RandomInitRegionalBranch"
     assert cfg["gp-residuals"]["kind"] == "finetuned-gp" and cfg["coral"]["kind"] == "coral"
-    if not window_reason:
-        assert cfg["window-1"]["window"] == 1 and ref["window"] == 0
-        assert cfg["window-1"]["inputs"] > ref["inputs"]
+    assert cfg["window-1"]["window"] == 1 and ref["window"] == 0
+    assert cfg["window-1"]["inputs"] > ref["inputs"]
 
 
 def test_recalibration_arm_shares_points_and_changes_only_intervals(result) -> None:
-    res, _ = result
+    res = result
     recs = res["records"]
 
     def by(arm):
@@ -133,7 +126,7 @@ def test_recalibration_arm_shares_points_and_changes_only_intervals(result) -> N
 
 
 def test_random_init_branch_starts_connected_unlike_the_zero_init_one(data) -> None:
-    g, region, _ = data
+    g, region = data
     table = region.tables[0]
     pre = ablation.pretrain(ablation.PRETRAININGS["reference"], g, TINY)[0]
     arms = {a.name: a for a in ablation.ARMS}
@@ -149,7 +142,7 @@ def test_random_init_branch_starts_connected_unlike_the_zero_init_one(data) -> N
 
 
 def test_report_section_is_rendered_from_the_json(result) -> None:
-    res, _ = result
+    res = result
     text = report.render({"ablation": res})
     assert "## Ablations (`benchmarks/ablation.py`)" in text
     section = text.split("## Ablations")[1]
