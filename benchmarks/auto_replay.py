@@ -17,6 +17,7 @@ cache.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import sys
@@ -42,9 +43,9 @@ from geesoil.model.io import load_model  # noqa: E402
 FORESTS = ("rf", "qrf")
 
 
-def collect(name: str, sizes: list[int | None], repeats: int, cache: Path) -> Path:
+def collect(name: str, sizes: list[int | None], repeats: int, cache: Path, seed: int = 0) -> Path:
     """Fit every candidate on the inner folds and on each draw; save predictions to ``cache/NAME.npz``."""
-    setting, budget = te.SETTINGS[name], te.QUICK
+    setting, budget = te.SETTINGS[name], dataclasses.replace(te.QUICK, seed=seed)
     pre = fewer_members(load_model(te.model_path("coarse")), budget.members)
     region = te.REGIONS[setting.region]
     samples = region.select(te.shared_data() / "soil")
@@ -195,7 +196,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--sizes", default="25,50,100,200,all")
     ap.add_argument("--repeats", type=int, default=3, help="draws per size (as the documented run)")
     ap.add_argument("--output", type=Path, default=None, help="also write the summary JSON here")
-    ap.add_argument("--cache", type=Path, default=Path("/tmp/geesoil-auto-replay"))
+    ap.add_argument("--seed", type=int, default=0, help="outer folds, draws and models (as transfer_experiment)")
+    ap.add_argument("--cache", type=Path, default=None, help="default /tmp/geesoil-auto-replay/seed-N")
     ap.add_argument("--analyse-only", action="store_true")
     args = ap.parse_args(argv)
     import torch
@@ -203,10 +205,11 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(1)
     sizes = [None if s == "all" else int(s) for s in args.sizes.split(",")]
     names = args.settings.split(",")
+    cache = args.cache or Path(f"/tmp/geesoil-auto-replay/seed-{args.seed}")
     paths = (
-        [args.cache / f"{n}.npz" for n in names]
+        [cache / f"{n}.npz" for n in names]
         if args.analyse_only
-        else [collect(n, sizes, args.repeats, args.cache) for n in names]
+        else [collect(n, sizes, args.repeats, cache, args.seed) for n in names]
     )
     summary = json.dumps(analyse(paths), indent=1)
     if args.output:

@@ -40,6 +40,7 @@ from geesoil import cv
 from geesoil.baselines import CALIBRATED_ALPHAS, QuantileForestSoil, RandomForestSoil, as_specs
 from geesoil.covariates.spec import CovariateSpec
 from geesoil.errors import GeesoilError, ModelError
+from geesoil.model.base import mean_prediction
 from geesoil.model.features import spec_from_dict, spec_to_dict
 from geesoil.model.io import register
 
@@ -455,6 +456,18 @@ class AutoModel:
             w * point_prediction(m, X, self.point)
             for w, m in zip(self.weights_, self.components_, strict=True)
         )
+
+    def predict_median(self, X: pd.DataFrame) -> np.ndarray:
+        """The weighted medians of the components (RF, which has none, contributes its mean)."""
+        self._fitted()
+        return sum(
+            w * point_prediction(m, X, "median") for w, m in zip(self.weights_, self.components_, strict=True)
+        )
+
+    def predict_mean(self, X: pd.DataFrame) -> np.ndarray:
+        """The weighted means of the components: the mean SOC, for stocks and area totals."""
+        self._fitted()
+        return sum(w * mean_prediction(m, X) for w, m in zip(self.weights_, self.components_, strict=True))
 
     def predict_interval(self, X: pd.DataFrame, alpha: float = 0.1) -> tuple[np.ndarray, np.ndarray]:
         """The weighted intervals of the components, widened or narrowed by the out-of-fold CQR correction."""

@@ -6,6 +6,10 @@ scikit-learn style: hyperparameters go into ``__init__`` unchanged, ``fit`` lear
 ``X`` is a DataFrame with one column per covariate (named as in the covariate specs) plus ``lon`` and ``lat``
 (WGS84 degrees); ``y`` is SOC in g/kg (back-transformed units). Categorical covariates hold integer class codes
 (float dtype, NaN for missing).
+
+``predict`` is the model's point prediction, the one evaluation scores: a mean for the networks and RF, a median
+for QRF and ``auto`` (MAE-optimal on skewed SOC). Models whose ``predict`` is not a mean also offer
+``predict_mean`` - the mean is what stocks and area totals need (:func:`mean_prediction`).
 """
 
 from __future__ import annotations
@@ -42,3 +46,10 @@ class SoilModel(Protocol):
 
     @classmethod
     def from_state(cls, meta: dict[str, Any], blobs: dict[str, bytes]) -> SoilModel: ...
+
+
+def mean_prediction(model: Any, X: pd.DataFrame) -> np.ndarray:
+    """A model's mean prediction (g/kg): ``predict_mean`` where it has one, else ``predict``."""
+    if hasattr(model, "predict_mean"):
+        return np.asarray(model.predict_mean(X), float)
+    return np.asarray(model.predict(X), float)
