@@ -363,7 +363,8 @@ class RandomForestSoil(_Forest):
 
 @register("qrf")
 class QuantileForestSoil(_Forest):
-    """Quantile regression forest (``quantile-forest``): median prediction, OOB-conformalised quantile intervals."""
+    """Quantile regression forest (``quantile-forest``): median prediction (``predict_mean`` gives the mean),
+    OOB-conformalised quantile intervals."""
 
     kind = "qrf"
     _estimator_class = "RandomForestQuantileRegressor"
@@ -409,6 +410,17 @@ class QuantileForestSoil(_Forest):
 
     def predict(self, X: pd.DataFrame) -> np.ndarray:
         return self._quantiles(X, [0.5])[:, 0]
+
+    def predict_median(self, X: pd.DataFrame) -> np.ndarray:
+        """The conditional median (g/kg): the same as :meth:`predict`."""
+        return self.predict(X)
+
+    def predict_mean(self, X: pd.DataFrame) -> np.ndarray:
+        """The conditional mean (g/kg), for stocks and area totals: the mean of the training targets the forest
+        weighs for each row, i.e. of the same distribution whose quantiles :meth:`predict` and the intervals use.
+        """
+        self._fitted()
+        return np.asarray(self.forest_.predict(self._features(X), quantiles="mean"), float).reshape(len(X))
 
     def predict_std(self, X: pd.DataFrame) -> np.ndarray:
         """Half the 16-84% quantile range (the standard deviation if the predictive law were normal)."""

@@ -62,6 +62,35 @@ def test_forest_beats_the_mean_and_intervals_are_calibrated(cls: type, data: tup
     assert (model.predict_std(Xte) >= 0).all()
 
 
+def test_qrf_mean_of_a_featureless_forest_is_the_training_mean() -> None:
+    # identical rows: no tree can split, so every tree's one leaf draws from all of y and the conditional
+    # distribution is y itself; y is right-skewed, so its mean and median are far apart
+    rng = np.random.default_rng(1)
+    y = np.exp(rng.normal(2.0, 0.8, 300))
+    X = pd.DataFrame(
+        {"lon": 150.0, "lat": -30.0, "elevation": 400.0, "bio12": 600.0, "landcover": 2.0}, index=range(300)
+    )
+    model = QuantileForestSoil(SPECS, n_estimators=2000, random_state=0).fit(X, y)
+    mean, median = model.predict_mean(X.iloc[:3]), model.predict_median(X.iloc[:3])
+    se = y.std() / np.sqrt(model.n_estimators)  # one training value drawn per tree
+    assert np.abs(mean - y.mean()).max() < 4 * se
+    assert np.abs(median - np.median(y)).max() < 0.1 * np.median(y)
+    assert (mean - median).min() > 0.2 * np.median(y)
+    np.testing.assert_array_equal(median, model.predict(X.iloc[:3]))
+
+
+def test_qrf_mean_tracks_the_mean_of_skewed_soc_where_the_median_falls_short() -> None:
+    X, y = synthetic_region(1400, seed=4)
+    y = y * np.exp(np.random.default_rng(5).normal(0, 0.6, y.size))  # much more right skew
+    model = QuantileForestSoil(SPECS, n_estimators=200, random_state=0).fit(X.iloc[:900], y[:900])
+    Xte, yte = X.iloc[900:], y[900:]
+    mean, median = model.predict_mean(Xte), model.predict_median(Xte)
+    assert mean.shape == median.shape == (len(Xte),) and np.isfinite(mean).all()
+    assert (mean > median).mean() > 0.8
+    # the area average that stocks need: the mean map gets it, the median map is biased low
+    assert abs(mean.mean() - yte.mean()) < 0.5 * abs(median.mean() - yte.mean())
+
+
 def test_features_include_coordinates_and_one_hot_classes() -> None:
     X, y = synthetic_region(60)
     model = RandomForestSoil(SPECS, n_estimators=10).fit(X, y)
