@@ -62,7 +62,7 @@ def export(
 
     Uploads the COGs, quicklook.png and run.json as PREFIX/<file> (never .tiles/); files already there with the
     same size and CRC32C are skipped, so rerunning finishes an interrupted export. With ee-asset the COGs then
-    become one image asset with a band per layer (soc_mean, soc_p05, soc_p95, ...) and properties from run.json
+    become one image asset with a band per layer (soc_mean, soc_p50, soc_p05, soc_p95, ...) and properties from run.json
     (model, covariates, mean SOC, area, alpha, geesoil version, creation time). A summary is printed as JSON.
 
     \b

@@ -90,7 +90,8 @@ def map(  # the command is called map (shadows the builtin here only)
     quiet: bool,
     out: Path,
 ) -> None:
-    """Predict SOC (g/kg) over an AOI: soc_mean.tif, soc_pXX.tif interval bounds, quicklook.png, run.json.
+    """Predict SOC (g/kg) over an AOI: soc_mean.tif (mean), soc_p50.tif (median; not for rf models), soc_pXX.tif
+    interval bounds, quicklook.png, run.json.
 
     Without --model the shipped global model matching the covariates is used; with --samples it is first
     fine-tuned on your regional samples (strategy auto by default: chosen by nested spatial CV among transfer

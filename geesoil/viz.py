@@ -95,7 +95,8 @@ def color_limits(*arrays: np.ndarray, q: tuple[float, float] = (2, 98)) -> tuple
 
 
 def run_files(folder: str | Path) -> dict[str, Path]:
-    """The layers of a map output folder: ``mean``, ``lo``, ``hi`` (from run.json's alpha), ``std``/``aoa`` if there."""
+    """The layers of a map output folder: ``mean``, ``lo``, ``hi`` (the outer percentile files), ``median``
+    (``soc_p50.tif``), ``std``/``aoa`` if there."""
     folder = Path(folder)
     run = folder / "run.json"
     if not run.is_file():
@@ -105,10 +106,11 @@ def run_files(folder: str | Path) -> dict[str, Path]:
     doc = json.loads(run.read_text())
     outputs = [o for o in doc.get("outputs", []) if o.endswith(".tif")]
     files: dict[str, Path] = {"mean": folder / "soc_mean.tif"}
-    pct = sorted(o for o in outputs if o.startswith("soc_p"))
+    # interval bounds are the percentiles either side of the median (p05 < p50 < p95: same-width names sort)
+    pct = sorted(o for o in outputs if o.startswith("soc_p") and o != "soc_p50.tif")
     if len(pct) == 2:
         files["lo"], files["hi"] = folder / pct[0], folder / pct[1]
-    for key, name in (("std", "soc_std.tif"), ("aoa", "aoa.tif")):
+    for key, name in (("median", "soc_p50.tif"), ("std", "soc_std.tif"), ("aoa", "aoa.tif")):
         if name in outputs:
             files[key] = folder / name
     return {k: p for k, p in files.items() if p.is_file()}

@@ -32,7 +32,7 @@ IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 @pytest.fixture(scope="module")
 def mapped(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A real ``geesoil map`` output (mean, p05, p95, std, AOA) on the synthetic pack, with its .tiles/ left."""
+    """A real ``geesoil map`` output (mean, median, p05, p95, std, AOA) on the synthetic pack, with its .tiles/ left."""
     root = tmp_path_factory.mktemp("export")
     pack = make_pack(root / "pack")
     training = make_training(pack)
@@ -207,7 +207,9 @@ def test_properties_come_from_run_json_and_the_rasters(mapped: Path) -> None:
         arr = src.read(1, masked=True)
     assert props["mean_soc_gkg"] == pytest.approx(float(arr.mean()), rel=1e-4)
     assert re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$", str(props["created"]))
-    assert props["bands"] == "aoa, aoa_di, soc_mean, soc_p05, soc_p95, soc_std"
+    # the auto model fine-tuned on the samples has a median: soc_p50 beside the mean
+    assert props["bands"] == "aoa, aoa_di, soc_mean, soc_p05, soc_p50, soc_p95, soc_std"
+    assert props["mean_p50_gkg"] == run["summary"]["mean_p50_gkg"]
 
 
 def test_property_keys_are_identifiers() -> None:
@@ -263,7 +265,7 @@ def test_ee_asset_registers_one_cog_backed_image_with_a_band_per_layer(
     assert body["overwrite"] is False
     manifest = body["imageManifest"]
     assert manifest["name"] == ASSET and ee_server.assets[ASSET] == manifest
-    layers = ["aoa", "aoa_di", "soc_mean", "soc_p05", "soc_p95", "soc_std"]
+    layers = ["aoa", "aoa_di", "soc_mean", "soc_p05", "soc_p50", "soc_p95", "soc_std"]
     assert [b["id"] for b in manifest["bands"]] == layers == summary["bands"]
     # every band is backed by the uploaded copy of its own COG
     for ts in manifest["tilesets"]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -337,3 +338,99 @@ def test_samples_fine_tune_before_mapping_and_reruns_reuse_the_model(
 
     with pytest.raises(GeesoilError, match="--samples"):
         plan_map(_req(inputs, tmp_path / "x", strategy="qrf"))
+
+
+@pytest.fixture(scope="module")
+def qrf_mapped(inputs: dict[str, Path]) -> tuple[Path, dict, Path]:
+    """A QRF (point prediction: the median) trained on right-skewed SOC, mapped at 2 km."""
+    from test_mapping_data import SPECS, make_training
+
+    from geesoil.baselines import QuantileForestSoil
+    from geesoil.model.io import save_model
+
+    frame = make_training(inputs["pack"], n=300, seed=1)
+    y = frame["oc_gkg"].clip(lower=1.0) * np.exp(np.random.default_rng(2).normal(0, 0.7, len(frame)))
+    model = QuantileForestSoil(SPECS, n_estimators=60, min_samples_leaf=5, random_state=0, n_jobs=1)
+    model.fit(frame[[s.name for s in SPECS] + ["lon", "lat"]], y.to_numpy())
+    path = save_model(model, inputs["root"] / "qrf.geesoil")
+    out = inputs["root"] / "qrf_out"
+    doc = run_map(_req(inputs, out, model=path, scale=2000.0))
+    return out, doc, path
+
+
+def _model_layers(plan: Any) -> dict[str, np.ndarray]:
+    """The model's mean, median and point prediction over the grid, recomputed from the covariates (not via the
+    tiler), and the ``valid`` mask."""
+    from geesoil.mapping.tiler import aoi_mask, tile_table
+    from geesoil.model.base import mean_prediction
+
+    how = {
+        "mean": mean_prediction,
+        "median": type(plan.model).predict_median,
+        "point": type(plan.model).predict,
+    }
+    layers = {k: np.full(plan.grid.shape, np.nan) for k in how}
+    layers["valid"] = np.zeros(plan.grid.shape, bool)
+    for t in plan.tiles():
+        X, v = tile_table(plan.source, t.grid, aoi_mask(t.grid, plan.geom), plan.covariate_names)
+        layers["valid"][t.slices] = v
+        for k, f in how.items():
+            arr = np.full(t.grid.shape, np.nan)
+            if v.any():
+                arr[v] = f(plan.model, X)
+            layers[k][t.slices] = arr
+    return layers
+
+
+def test_qrf_map_writes_the_mean_to_soc_mean_and_the_median_to_soc_p50(
+    inputs: dict[str, Path], qrf_mapped: tuple[Path, dict, Path]
+) -> None:
+    out, doc, path = qrf_mapped
+    assert doc["model"]["kind"] == "qrf"
+    assert {"soc_mean.tif", "soc_p50.tif", "soc_p05.tif", "soc_p95.tif"} <= set(doc["outputs"])
+    want = _model_layers(plan_map(_req(inputs, out, model=path, scale=2000.0)))
+    valid = want["valid"]
+    mean, info = _read(out / "soc_mean.tif")
+    median, minfo = _read(out / "soc_p50.tif")
+    assert valid.sum() == doc["pixels"]["valid"] > 50
+    assert (mean[~valid] == info["nodata"]).all() and (median[~valid] == minfo["nodata"]).all()
+    np.testing.assert_allclose(mean[valid], want["mean"][valid], rtol=1e-6)
+    np.testing.assert_allclose(median[valid], want["median"][valid], rtol=1e-6)
+    # a QRF's point prediction is its median: what soc_mean.tif held before it held the mean
+    np.testing.assert_allclose(median[valid], want["point"][valid], rtol=1e-6)
+    assert (mean[valid] > median[valid]).mean() > 0.8  # right-skewed SOC: mean above median
+    assert minfo["desc"] == "SOC median (g/kg)" and minfo["tags"]["quantity"] == "soc_median"
+    assert cog_validate(out / "soc_p50.tif", quiet=True)[0]
+    s = doc["summary"]
+    assert s["mean_soc_gkg"] == pytest.approx(mean[valid].astype(float).mean(), rel=1e-5)
+    assert s["mean_p50_gkg"] == pytest.approx(median[valid].astype(float).mean(), rel=1e-5)
+    assert s["mean_lo_gkg"] < s["mean_p50_gkg"] < s["mean_soc_gkg"] < s["mean_hi_gkg"]
+
+
+def test_rf_map_has_no_median_layer(mapped: tuple[Path, dict]) -> None:
+    out, doc = mapped
+    assert doc["model"]["kind"] == "rf"
+    assert not (out / "soc_p50.tif").exists() and "soc_p50.tif" not in doc["outputs"]
+    assert "mean_p50_gkg" not in doc["summary"]
+
+
+def test_tiles_from_before_the_median_layer_are_predicted_again(
+    inputs: dict[str, Path], qrf_mapped: tuple[Path, dict, Path], tmp_path: Path
+) -> None:
+    import shutil
+
+    src, doc, path = qrf_mapped
+    out = tmp_path / "old"
+    shutil.copytree(src / TILES_DIR, out / TILES_DIR)
+    tiles = sorted((out / TILES_DIR).glob("*.npz"))
+    # an older geesoil wrote no median and put the point prediction (the QRF median) under "mean"
+    old = tiles[len(tiles) // 2]
+    with np.load(old) as z:
+        arrays = {k: z[k] for k in z.files if k != "median"}
+        arrays["mean"] = z["median"]
+    np.savez_compressed(old, **arrays)
+    again = run_map(_req(inputs, out, model=path, scale=2000.0))
+    assert again["tiles"]["tiles_predicted"] == 1 and again["tiles"]["tiles_reused"] == len(tiles) - 1
+    for name in ("soc_mean.tif", "soc_p50.tif"):
+        np.testing.assert_array_equal(_read(out / name)[0], _read(src / name)[0])
+    assert again["summary"] == doc["summary"]

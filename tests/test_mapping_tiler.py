@@ -46,7 +46,7 @@ def test_soilnet_tile_with_std(tmp_path: Path) -> None:
     out = predict_tile(model, source, grid, geom, TileSettings(tuple(names), alpha=0.2, std=True))
     v = out["valid"]
     assert v.any() and not v[:, grid.width // 2 + 1 :].any()
-    for k in ("mean", "lo", "hi", "std"):
+    for k in ("mean", "median", "lo", "hi", "std"):
         assert np.isfinite(out[k][v]).all() and np.isnan(out[k][~v]).all()
     assert (out["std"][v] >= 0).all() and (out["hi"][v] >= out["lo"][v]).all()
 
@@ -56,6 +56,7 @@ def test_store_is_atomic_and_damaged_tiles_are_redone(tmp_path: Path) -> None:
     assert not store.readable("r0_c0")
     store.save("r0_c0", {"valid": np.ones((2, 2), bool), "mean": np.zeros((2, 2), np.float32)})
     assert store.readable("r0_c0") and store.keys() == ["r0_c0"]
+    assert store.readable("r0_c0", ("valid", "mean")) and not store.readable("r0_c0", ("valid", "median"))
     assert not list(store.root.glob(".*"))  # no temp files left behind
     store.path("r0_c1").write_bytes(b"PK\x03\x04 truncated")
     assert not store.readable("r0_c1")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 from pathlib import Path
 
 import matplotlib
@@ -160,6 +161,20 @@ def test_static_figures(run_dirs: dict[str, Path]) -> None:
         "interval width (p95 − p05)",
         "area of applicability",
     ]
+
+
+def test_run_files_tell_the_median_from_the_interval_bounds(tmp_path: Path) -> None:
+    names = ["soc_mean.tif", "soc_p02_5.tif", "soc_p50.tif", "soc_p97_5.tif", "quicklook.png"]
+    (tmp_path / "run.json").write_text(json.dumps({"outputs": names}))
+    for name in names:
+        (tmp_path / name).write_bytes(b"")
+    files = viz.run_files(tmp_path)
+    assert {k: p.name for k, p in files.items()} == {
+        "mean": "soc_mean.tif",
+        "median": "soc_p50.tif",
+        "lo": "soc_p02_5.tif",
+        "hi": "soc_p97_5.tif",
+    }
 
 
 def test_not_a_run_folder(tmp_path: Path) -> None:

@@ -46,7 +46,7 @@ from geesoil.mapping.aoi import (
 )
 from geesoil.mapping.cog import BLOCK, write_cog
 from geesoil.mapping.memory import bounded_memory
-from geesoil.mapping.tiler import AOA_NODATA, TileSettings, TileStore, predict_tile
+from geesoil.mapping.tiler import AOA_NODATA, TileSettings, TileStore, has_median, predict_tile, tile_arrays
 
 log = logging.getLogger(__name__)
 
@@ -113,10 +113,16 @@ class MapPlan:
         return self.grid.tiles(self.request.tile_size)
 
     def outputs(self) -> dict[str, str]:
-        """Tile array → output file name (``soc_p05.tif`` etc. from alpha)."""
+        """Tile array → output file name (``soc_p05.tif`` etc. from alpha; ``soc_p50.tif`` the median).
+
+        ``soc_mean.tif`` is always the mean, also for models whose point prediction is a median (QRF, auto);
+        models with a median of their own (all but RF) also get it as ``soc_p50.tif``.
+        """
         a = self.request.alpha
-        out = {
-            "mean": "soc_mean.tif",
+        out = {"mean": "soc_mean.tif"}
+        if has_median(self.model):
+            out["median"] = f"soc_{percentile_name(50)}.tif"
+        out |= {
             "lo": f"soc_{percentile_name(100 * a / 2)}.tif",
             "hi": f"soc_{percentile_name(100 * (1 - a / 2))}.tif",
         }
@@ -418,7 +424,9 @@ def run_tiles(plan: MapPlan, store: TileStore) -> dict[str, Any]:
 
     settings = TileSettings(plan.covariate_names, plan.request.alpha, plan.request.std)
     tiles = list(plan.tiles())
-    todo = [t for t in tiles if not store.readable(t.key)]
+    # a tile without every array this run writes (e.g. one from before soc_p50.tif existed) is predicted again
+    need = tile_arrays(plan.model, settings, plan.aoa is not None)
+    todo = [t for t in tiles if not store.readable(t.key, need)]
     t0 = time.perf_counter()
     req = plan.request
     if todo and (req.dask_workers or req.scheduler):
@@ -481,6 +489,7 @@ def _tags(plan: MapPlan, quantity: str) -> dict[str, str]:
 
 _DESCRIPTIONS = {
     "mean": "SOC mean (g/kg)",
+    "median": "SOC median (g/kg)",
     "std": "SOC predictive standard deviation (g/kg)",
     "aoa": "area of applicability (1 inside, 0 outside)",
     "di": "dissimilarity index to the training data (AOA inside where <= aoa_threshold)",
@@ -527,9 +536,11 @@ def _summary(plan: MapPlan, store: TileStore, tiles: list[Tile]) -> dict[str, An
     n_valid = n_aoi = n_aoa = 0
     area = 0.0
     total = 0.0
-    lo_sum = hi_sum = 0.0
+    lo_sum = hi_sum = median_sum = 0.0
+    median = "median" in plan.outputs()
     for t in tiles:
         keys = ["valid", "in_aoi", "mean", "lo", "hi"] + (["aoa"] if plan.aoa is not None else [])
+        keys += ["median"] if median else []
         z = store.load(t.key, keys)
         v = z["valid"]
         n_valid += int(v.sum())
@@ -538,6 +549,8 @@ def _summary(plan: MapPlan, store: TileStore, tiles: list[Tile]) -> dict[str, An
         total += float(z["mean"][v].astype(np.float64).sum())
         lo_sum += float(z["lo"][v].astype(np.float64).sum())
         hi_sum += float(z["hi"][v].astype(np.float64).sum())
+        if median:
+            median_sum += float(z["median"][v].astype(np.float64).sum())
         if plan.aoa is not None:
             n_aoa += int((z["aoa"][v] == 1).sum())
     n_all = plan.grid.height * plan.grid.width
@@ -553,6 +566,8 @@ def _summary(plan: MapPlan, store: TileStore, tiles: list[Tile]) -> dict[str, An
         },
         "summary": {
             "mean_soc_gkg": total / n_valid if n_valid else None,
+            # the average of soc_p50.tif, beside the average of soc_mean.tif
+            **({"mean_p50_gkg": median_sum / n_valid if n_valid else None} if median else {}),
             "mean_lo_gkg": lo_sum / n_valid if n_valid else None,
             "mean_hi_gkg": hi_sum / n_valid if n_valid else None,
             "mapped_area_km2": area,

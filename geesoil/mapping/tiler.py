@@ -27,6 +27,7 @@ from geesoil.covariates.source import CovariateSource
 from geesoil.covariates.window import Context, read_context
 from geesoil.grid import Grid
 from geesoil.mapping.aoa import AOAReference
+from geesoil.model.base import mean_prediction
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,20 @@ class TileSettings:
     alpha: float = 0.1
     std: bool = False
     batch: int = PREDICT_BATCH
+
+
+def has_median(model: Any) -> bool:
+    """Whether maps of ``model`` get a median layer (networks, QRF, auto; RF has no median of its own)."""
+    return hasattr(model, "predict_median")
+
+
+def tile_arrays(model: Any, settings: TileSettings, aoa: bool) -> tuple[str, ...]:
+    """The arrays :func:`predict_tile` writes for ``model`` (a stored tile lacking one must be predicted again)."""
+    keys = ["valid", "in_aoi", "mean", "lo", "hi"]
+    keys += ["median"] if has_median(model) else []
+    keys += ["std"] if settings.std else []
+    keys += ["aoa", "di"] if aoa else []
+    return tuple(keys)
 
 
 def pixel_lonlat(grid: Grid, rows: np.ndarray, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -102,7 +117,11 @@ def predict_tile(
     settings: TileSettings,
     aoa: AOAReference | None = None,
 ) -> dict[str, np.ndarray]:
-    """Mean, ``lo``/``hi`` at ``settings.alpha`` (and ``std``, ``aoa``, ``di`` when asked) for one tile.
+    """Mean, ``lo``/``hi`` at ``settings.alpha``, ``median`` for models that have one (and ``std``, ``aoa``,
+    ``di`` when asked) for one tile.
+
+    ``mean`` is the model's mean (:func:`~geesoil.model.base.mean_prediction`), not its point prediction, which
+    is a median for QRF and ``auto``: the mean is what stocks and area totals need.
 
     Float arrays are NaN where masked; ``aoa`` is uint8 with :data:`AOA_NODATA` where masked; ``valid`` says which
     pixels were predicted and ``in_aoi`` which lie inside the AOI.
@@ -114,6 +133,8 @@ def predict_tile(
         "lo": np.full(shape, np.nan, np.float32),
         "hi": np.full(shape, np.nan, np.float32),
     }
+    if has_median(model):
+        out["median"] = np.full(shape, np.nan, np.float32)
     if settings.std:
         out["std"] = np.full(shape, np.nan, np.float32)
     if aoa is not None:
@@ -139,7 +160,9 @@ def _predict_batches(
     for start in range(0, len(X), settings.batch):
         xb = X.iloc[start : start + settings.batch]
         lo, hi = model.predict_interval(xb, alpha=settings.alpha)
-        got = {"mean": model.predict(xb), "lo": lo, "hi": hi}
+        got = {"mean": mean_prediction(model, xb), "lo": lo, "hi": hi}
+        if has_median(model):
+            got["median"] = model.predict_median(xb)
         if settings.std:
             got["std"] = model.predict_std(xb)
         if aoa is not None:
@@ -182,13 +205,14 @@ class TileStore:
         with np.load(self.path(key)) as z:
             return {k: z[k] for k in (names or z.files)}
 
-    def readable(self, key: str) -> bool:
-        """The tile file exists and opens (a damaged one is redone, not trusted)."""
+    def readable(self, key: str, arrays: Sequence[str] = ("valid",)) -> bool:
+        """The tile file exists, opens and holds ``arrays`` (a damaged one, or one written by an older geesoil
+        without a layer this run writes, is redone, not trusted)."""
         if not self.has(key):
             return False
         try:
             with np.load(self.path(key)) as z:
-                return "valid" in z.files
+                return set(arrays) <= set(z.files)
         except (OSError, ValueError, zipfile.BadZipFile):
             return False
 
