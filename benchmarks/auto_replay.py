@@ -5,12 +5,12 @@ For every outer fold and training draw of ``transfer_experiment.py`` (same folds
 whole draw (outer test predictions). Selection rules are then compared offline on these cached predictions, without
 refitting: the pick-one rule with a one-standard-error gate (``select(stack=False)``; the previous default, less its
 blend), the shrunk convex stack (the default) at several shrinkages, networks scored by their mean or their median,
-and interval corrections.
+and ``auto``'s intervals against the previous rule (weighted member bounds widened by a CQR correction).
 
 Usage: ``python benchmarks/auto_replay.py --settings edgeroi,malawi [--sizes ...] [--cache DIR] [--output FILE]``
 (~8 min per setting on the shared 2-core machine, one torch thread). The cache of per-draw predictions holds values
 derived from the shared data, so it stays outside the repository (default ``/tmp/geesoil-auto-replay``); the summary
-(MAE relative to the best forest per setting × size, coverage) is printed as JSON. ``--analyse-only`` re-reads the
+(MAE relative to the best forest per setting × size, PICP90 and width) is printed as JSON. ``--analyse-only`` re-reads the
 cache.
 """
 
@@ -37,7 +37,15 @@ from geesoil.baselines import CALIBRATED_ALPHAS  # noqa: E402
 from geesoil.covariates.open import open_sources  # noqa: E402
 from geesoil.errors import GeesoilError  # noqa: E402
 from geesoil.evaluate import covariate_table  # noqa: E402
-from geesoil.model.auto import AutoModel, fewer_members, select  # noqa: E402
+from geesoil.model.auto import (  # noqa: E402
+    SCALE_ALPHA,
+    AutoModel,
+    calibrate_intervals,
+    fewer_members,
+    log_half_width,
+    log_interval,
+    select,
+)
 from geesoil.model.io import load_model  # noqa: E402
 
 FORESTS = ("rf", "qrf")
@@ -124,10 +132,40 @@ def _conformal(scores: np.ndarray, alpha: float) -> float:
     return float(s[min(max(k, 1), s.size) - 1])
 
 
+def _intervals(
+    d: dict[str, Any],
+    ok: dict[str, np.ndarray],
+    w: list[tuple[str, float]],
+    y: np.ndarray,
+    yte: np.ndarray,
+    pred: np.ndarray,
+) -> dict[str, float]:
+    """PICP90 and mean width on the outer test fold: ``auto``'s log-space conformal intervals
+    (:func:`calibrate_intervals`) against the previous rule, the weighted bounds widened by a CQR correction."""
+    a10, a32 = (2 + 2 * CALIBRATED_ALPHAS.index(a) for a in (0.1, SCALE_ALPHA))
+    oof_point = sum(wi * ok[c][1] for c, wi in w)
+    scale = {
+        part: sum(wi * log_half_width(src[c][a32], src[c][a32 + 1]) for c, wi in w)
+        for part, src in (("oof", ok), ("test", d["test"]))
+    }
+    cal = calibrate_intervals(y, oof_point, scale["oof"])
+    lo_o, hi_o = (sum(wi * ok[c][a10 + i] for c, wi in w) for i in (0, 1))
+    lo_t, hi_t = (sum(wi * d["test"][c][a10 + i] for c, wi in w) for i in (0, 1))
+    corr = max(_conformal(np.maximum(lo_o - y, y - hi_o), 0.1), 0.0)
+    rules = {
+        "log conformal": log_interval(pred, scale["test"], cal, 0.1),
+        "weighted bounds + CQR": (np.minimum(lo_t - corr, pred), np.maximum(hi_t + corr, pred)),
+    }
+    out = {}
+    for name, (lo, hi) in rules.items():
+        out[f"picp90, {name}"] = float(np.mean((yte >= lo) & (yte <= hi)))
+        out[f"width90, {name}"] = float(np.mean(hi - lo))
+    return out
+
+
 def analyse(paths: list[Path]) -> dict[str, Any]:
-    """MAE of each rule relative to the best forest (%), network mean vs median MAE, and PICP90 of corrections."""
+    """MAE of each rule relative to the best forest (%), network mean vs median MAE, PICP90 and width of intervals."""
     rows, cover = [], []
-    a10 = 2 + 2 * CALIBRATED_ALPHAS.index(0.1)
     for path in paths:
         for d in _draws(path).values():
             y, yte = d["y"], d["yte"]
@@ -148,24 +186,8 @@ def analyse(paths: list[Path]) -> dict[str, Any]:
                     row[rule] = np.mean(np.abs(pred - yte))
                     if rule != "stack 0.5, median":
                         continue
-                    lo_o = sum(wi * ok[c][a10] for c, wi in w)
-                    hi_o = sum(wi * ok[c][a10 + 1] for c, wi in w)
-                    lo_t = sum(wi * d["test"][c][a10] for c, wi in w)
-                    hi_t = sum(wi * d["test"][c][a10 + 1] for c, wi in w)
-                    corr = _conformal(np.maximum(lo_o - y, y - hi_o), 0.1)
                     cover.append(
-                        {
-                            "setting": path.stem,
-                            "size": d["size"],
-                            "out of fold": np.mean((y >= lo_o) & (y <= hi_o)),
-                            "weighted bounds": np.mean((yte >= lo_t) & (yte <= hi_t)),
-                            "widen only": np.mean(
-                                (yte >= lo_t - max(corr, 0)) & (yte <= hi_t + max(corr, 0))
-                            ),
-                            "signed CQR": np.mean(
-                                (yte >= np.minimum(lo_t - corr, pred)) & (yte <= hi_t + corr)
-                            ),
-                        }
+                        {"setting": path.stem, "size": d["size"], **_intervals(d, ok, w, y, yte, pred)}
                     )
             rows.append(row)
     df = pd.DataFrame(rows)
@@ -182,7 +204,7 @@ def analyse(paths: list[Path]) -> dict[str, Any]:
         "network_median_vs_mean_mae_pct": {
             key(i): {n: round(g[i], 2) for n, g in median_gain.items()} for i in rel.index
         },
-        "picp90_stack_0.5": {
+        "intervals_stack_0.5": {
             key(i): r.round(3).to_dict()
             for i, r in pd.DataFrame(cover).groupby(["setting", "size"]).mean(numeric_only=True).iterrows()
         },
@@ -196,7 +218,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--sizes", default="25,50,100,200,all")
     ap.add_argument("--repeats", type=int, default=3, help="draws per size (as the documented run)")
     ap.add_argument("--output", type=Path, default=None, help="also write the summary JSON here")
-    ap.add_argument("--seed", type=int, default=0, help="outer folds, draws and models (as transfer_experiment)")
+    ap.add_argument(
+        "--seed", type=int, default=0, help="outer folds, draws and models (as transfer_experiment)"
+    )
     ap.add_argument("--cache", type=Path, default=None, help="default /tmp/geesoil-auto-replay/seed-N")
     ap.add_argument("--analyse-only", action="store_true")
     args = ap.parse_args(argv)

@@ -173,7 +173,7 @@ class _SelectionLog(logging.Handler):
             "scores_mae",
             "inner_folds",
             "fold_kind",
-            "corrections",
+            "intervals",
         )
         return [
             {"size": r["size"], "fold": r["fold"], "mae": r["mae"], **{k: sel.get(k) for k in keys}}
@@ -438,9 +438,10 @@ def render(results: dict[str, Any]) -> str:
         + meta.get(
             "auto_rule",
             "the convex least-absolute-deviation stack of their out-of-fold median predictions, shrunk halfway "
-            "towards the default forest (`qrf`); intervals are the weighted bounds, widened (CQR) where they "
-            "under-cover out of fold. Inner folds: 3, or 5 where 3 would leave the networks fewer than 20 "
-            "training samples (n = 25).",
+            "towards the default forest (`qrf`); intervals are normalised conformal intervals around that "
+            "point prediction in log1p space (local scale: the chosen models' weighted 68 % log half-widths; "
+            "spread factor: the conformal quantile of the stack's out-of-fold residuals over that scale). "
+            "Inner folds: 3, or 5 where 3 would leave the networks fewer than 20 training samples (n = 25).",
         )
         + (
             " This run leaves out the strategies " + ", ".join(f"`{m}`" for m in skipped) + "."

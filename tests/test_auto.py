@@ -1,4 +1,4 @@
-"""``auto``'s selection logic: the convex L1 stack, shrinkage towards the forest, CQR corrections, inner folds."""
+"""``auto``'s selection logic: the convex L1 stack, shrinkage towards the forest, its intervals, inner folds."""
 
 from __future__ import annotations
 
@@ -12,7 +12,16 @@ import pytest
 from test_baselines import SPECS, synthetic_region
 
 from geesoil import metrics
-from geesoil.model.auto import AutoModel, _cqr_corrections, convex_stack, point_prediction, select
+from geesoil.model.auto import (
+    AutoModel,
+    calibrate_intervals,
+    convex_stack,
+    log_half_width,
+    log_interval,
+    point_prediction,
+    select,
+)
+from geesoil.model.io import load_model, save_model
 
 
 def test_convex_stack_recovers_a_convex_mixture() -> None:
@@ -73,18 +82,45 @@ def test_select_keeps_the_forest_when_transfer_adds_nothing(oof: tuple) -> None:
     assert sel["members"] == ["qrf"] and sel["weights"] == [1.0]
 
 
-def test_cqr_corrections_widen_narrow_intervals_and_narrow_wide_ones_only_on_request() -> None:
-    rng = np.random.default_rng(3)
-    y = rng.normal(10, 2, 400)
-    wide = {0.1: (np.full(400, 0.0), np.full(400, 20.0))}
-    narrow = {0.1: (np.full(400, 9.5), np.full(400, 10.5))}
-    c_wide, c_narrow = _cqr_corrections(y, wide, narrow=True)[0.1], _cqr_corrections(y, narrow)[0.1]
-    assert c_wide < -5 and c_narrow > 2
-    assert _cqr_corrections(y, wide)[0.1] == 0.0  # by default over-covering intervals are kept as they are
-    for bounds, c in ((wide, c_wide), (narrow, c_narrow)):
-        lo, hi = bounds[0.1]
-        cover = np.mean((y >= lo - c) & (y <= hi + c))
-        assert 0.9 <= cover <= 0.93  # the finite-sample conformal level, not much more
+def _lognormal(n: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """SOC-like data: log1p(y) = log1p(point) + sigma * noise, sigma varying fourfold between sites."""
+    rng = np.random.default_rng(seed)
+    point = rng.gamma(3.0, 5.0, n)
+    sigma = rng.choice([0.1, 0.4], n)
+    y = np.expm1(np.log1p(point) + sigma * rng.standard_normal(n))
+    return y, point, sigma
+
+
+def test_log_intervals_cover_at_the_conformal_level_and_follow_the_local_scale() -> None:
+    y, point, sigma = _lognormal(600, seed=3)
+    cal = calibrate_intervals(y, point, sigma)
+    y2, point2, sigma2 = _lognormal(4000, seed=4)
+    lo, hi = log_interval(point2, sigma2, cal, alpha=0.1)
+    inside = (y2 >= lo) & (y2 <= hi)
+    assert (lo >= 0).all() and (lo <= point2).all() and (hi >= point2).all()
+    assert 0.87 <= inside.mean() <= 0.93
+    # the local scale matters: intervals are wider at noisy sites, so those are covered better than with a
+    # constant scale, and calm sites less needlessly (the scale is damped by its median, so a near-zero local
+    # scale never gives a near-empty interval)
+    calm, noisy = inside[sigma2 == 0.1].mean(), inside[sigma2 == 0.4].mean()
+    assert noisy >= 0.82 and calm <= 0.99
+    flat = calibrate_intervals(y, point, np.ones_like(sigma))
+    flo, fhi = log_interval(point2, np.ones_like(sigma2), flat, alpha=0.1)
+    flat_inside = (y2 >= flo) & (y2 <= fhi)
+    assert flat_inside[sigma2 == 0.4].mean() < noisy - 0.02 and flat_inside[sigma2 == 0.1].mean() > calm
+    ratio = np.log1p(hi) - np.log1p(lo)
+    assert np.median(ratio[sigma2 == 0.4]) > 1.5 * np.median(ratio[sigma2 == 0.1])
+    # log space: intervals are skewed like SOC (further above the point than below)
+    assert np.median(hi - point2) > np.median(point2 - lo)
+
+
+def test_a_uniformly_over_wide_scale_is_calibrated_away() -> None:
+    y, point, sigma = _lognormal(600, seed=5)
+    y2, point2, sigma2 = _lognormal(2000, seed=6)
+    honest = log_interval(point2, sigma2, calibrate_intervals(y, point, sigma), 0.1)
+    wide = log_interval(point2, 40 * sigma2, calibrate_intervals(y, point, 40 * sigma), 0.1)
+    np.testing.assert_allclose(wide[1], honest[1], rtol=1e-6)
+    assert np.log1p(log_half_width(*honest)).mean() < 1.0
 
 
 def test_inner_folds_grow_until_the_networks_get_enough_training_samples() -> None:
@@ -153,4 +189,18 @@ def test_auto_combines_medians_and_its_intervals_cover(skewed_finetune: None) ->
     pred = auto.predict(Xte)
     assert (lo >= 0).all() and (lo <= pred + 1e-9).all() and (hi >= pred - 1e-9).all()
     assert 0.84 <= metrics.picp(yte, lo, hi) <= 0.97
-    assert set(sel["corrections"]) == {"0.05", "0.1", "0.2", "0.32", "0.5"}
+    assert sel["intervals"]["n"] == ytr.size and sel["intervals"]["q90"] > 0
+
+
+def test_forest_only_auto_intervals_nest_and_survive_saving(tmp_path: Any) -> None:
+    X, y = synthetic_region(300, seed=8)
+    auto = AutoModel(None, covariates=SPECS, selection_trees=30, n_estimators=60, block_km=10.0)
+    auto.fit(X.iloc[:120], y[:120])
+    Xte = X.iloc[120:]
+    lo, hi = auto.predict_interval(Xte, alpha=0.1)
+    lo80, hi80 = auto.predict_interval(Xte, alpha=0.2)
+    assert (lo <= lo80).all() and (hi80 <= hi).all() and (hi80 - lo80 < hi - lo).mean() > 0.95
+    again = load_model(save_model(auto, tmp_path / "auto.geesoil"))
+    for a, b in zip(again.predict_interval(Xte, alpha=0.1), (lo, hi), strict=True):
+        np.testing.assert_allclose(a, b)
+    assert 0.8 <= metrics.picp(y[120:], lo, hi) <= 0.98
