@@ -428,7 +428,24 @@ class QuantileForestSoil(_Forest):
         return (q[:, 1] - q[:, 0]) / 2
 
     def predict_interval(self, X: pd.DataFrame, alpha: float = 0.1) -> tuple[np.ndarray, np.ndarray]:
-        q = self._quantiles(X, [alpha / 2, 1 - alpha / 2])
+        return self._interval(self._quantiles(X, [alpha / 2, 1 - alpha / 2]), alpha)
+
+    def predict_layers(
+        self, X: pd.DataFrame, alpha: float = 0.1, *, median: bool = False, std: bool = False
+    ) -> dict[str, np.ndarray]:
+        """:func:`geesoil.model.base.predict_layers` from one quantile query (and one for the mean)."""
+        levels = [alpha / 2, 1 - alpha / 2, 0.5, 0.16, 0.84]
+        q = self._quantiles(X, levels)
+        lo, hi = self._interval(q[:, :2], alpha)
+        out = {"point": q[:, 2], "mean": self.predict_mean(X), "lo": lo, "hi": hi}
+        if median:
+            out["median"] = q[:, 2]
+        if std:
+            out["std"] = (q[:, 4] - q[:, 3]) / 2
+        return out
+
+    def _interval(self, q: np.ndarray, alpha: float) -> tuple[np.ndarray, np.ndarray]:
+        """Conformalised bounds from the raw ``alpha / 2`` and ``1 - alpha / 2`` quantiles (columns of ``q``)."""
         alphas = np.array(sorted(self.corrections_))
         corr = float(np.interp(alpha, alphas, [self.corrections_[a] for a in alphas]))
         if alpha not in self.corrections_:

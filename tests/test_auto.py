@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from test_baselines import SPECS, synthetic_region
+from test_model_base import assert_layers_match
 
 from geesoil import metrics
 from geesoil.model.auto import (
@@ -190,6 +191,7 @@ def test_auto_combines_medians_and_its_intervals_cover(skewed_finetune: None) ->
     assert (lo >= 0).all() and (lo <= pred + 1e-9).all() and (hi >= pred - 1e-9).all()
     assert 0.84 <= metrics.picp(yte, lo, hi) <= 0.97
     assert sel["intervals"]["n"] == ytr.size and sel["intervals"]["q90"] > 0
+    assert_layers_match(auto, Xte)
 
 
 def test_forest_only_auto_intervals_nest_and_survive_saving(tmp_path: Any) -> None:
@@ -200,6 +202,8 @@ def test_forest_only_auto_intervals_nest_and_survive_saving(tmp_path: Any) -> No
     lo, hi = auto.predict_interval(Xte, alpha=0.1)
     lo80, hi80 = auto.predict_interval(Xte, alpha=0.2)
     assert (lo <= lo80).all() and (hi80 <= hi).all() and (hi80 - lo80 < hi - lo).mean() > 0.95
+    layers = assert_layers_match(auto, Xte)  # the maps' one-pass predictions
+    assert (layers["mean"] > layers["median"]).mean() > 0.5  # a median stack: its mean is above it on skewed SOC
     again = load_model(save_model(auto, tmp_path / "auto.geesoil"))
     for a, b in zip(again.predict_interval(Xte, alpha=0.1), (lo, hi), strict=True):
         np.testing.assert_allclose(a, b)

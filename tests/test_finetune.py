@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from test_model_base import assert_layers_match
 from test_model_network import LC_EFFECT, SPECS, make_world
 
 from geesoil.covariates.spec import CovariateSpec
@@ -80,6 +81,7 @@ def test_every_strategy_fits_predicts_and_round_trips(name, pretrained, region, 
     pred = model.predict(Xte)
     lo, hi = model.predict_interval(Xte, alpha=0.1)
     assert np.isfinite(pred).all() and (lo >= 0).all() and (lo <= hi).all()
+    assert_layers_match(model, Xte)  # the maps' one-pass predictions (the GP's variance included)
     assert model.training_summary_["n"] == 40 and model.training_summary_["pretrained"]["n"] == 3000
     loaded = load_model(save_model(model, tmp_path / f"{name}.geesoil"))
     assert loaded.kind == name and type(loaded) is type(model)

@@ -27,7 +27,7 @@ from geesoil.covariates.source import CovariateSource
 from geesoil.covariates.window import Context, read_context
 from geesoil.grid import Grid
 from geesoil.mapping.aoa import AOAReference
-from geesoil.model.base import mean_prediction
+from geesoil.model.base import predict_layers
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +120,7 @@ def predict_tile(
     """Mean, ``lo``/``hi`` at ``settings.alpha``, ``median`` for models that have one (and ``std``, ``aoa``,
     ``di`` when asked) for one tile.
 
-    ``mean`` is the model's mean (:func:`~geesoil.model.base.mean_prediction`), not its point prediction, which
+    ``mean`` is the model's mean (:func:`~geesoil.model.base.predict_layers`), not its point prediction, which
     is a median for QRF and ``auto``: the mean is what stocks and area totals need.
 
     Float arrays are NaN where masked; ``aoa`` is uint8 with :data:`AOA_NODATA` where masked; ``valid`` says which
@@ -159,12 +159,8 @@ def _predict_batches(
     covs = tuple(model.covariates)
     for start in range(0, len(X), settings.batch):
         xb = X.iloc[start : start + settings.batch]
-        lo, hi = model.predict_interval(xb, alpha=settings.alpha)
-        got = {"mean": mean_prediction(model, xb), "lo": lo, "hi": hi}
-        if has_median(model):
-            got["median"] = model.predict_median(xb)
-        if settings.std:
-            got["std"] = model.predict_std(xb)
+        got = predict_layers(model, xb, settings.alpha, median=has_median(model), std=settings.std)
+        del got["point"]
         if aoa is not None:
             di = aoa.di(xb, covs)
             got["di"] = di

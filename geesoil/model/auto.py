@@ -43,7 +43,7 @@ from geesoil import cv
 from geesoil.baselines import QuantileForestSoil, RandomForestSoil, as_specs
 from geesoil.covariates.spec import CovariateSpec
 from geesoil.errors import GeesoilError, ModelError
-from geesoil.model.base import mean_prediction
+from geesoil.model.base import ONE_SIGMA_ALPHA, mean_prediction, predict_layers
 from geesoil.model.conformal import Calibration, fit_calibration
 from geesoil.model.features import spec_from_dict, spec_to_dict
 from geesoil.model.io import register
@@ -490,8 +490,32 @@ class AutoModel:
 
     def predict_std(self, X: pd.DataFrame) -> np.ndarray:
         """Half the width of the 68% interval (a normal-equivalent standard deviation)."""
-        lo, hi = self.predict_interval(X, alpha=0.3173)
+        lo, hi = self.predict_interval(X, alpha=ONE_SIGMA_ALPHA)
         return (hi - lo) / 2
+
+    def predict_layers(
+        self, X: pd.DataFrame, alpha: float = 0.1, *, median: bool = False, std: bool = False
+    ) -> dict[str, np.ndarray]:
+        """:func:`geesoil.model.base.predict_layers` from one pass of each component."""
+        self._fitted()
+        parts = [
+            (w, predict_layers(m, X, SCALE_ALPHA, median=True))
+            for w, m in zip(self.weights_, self.components_, strict=True)
+        ]
+
+        def weighted(key: str) -> np.ndarray:
+            return sum(w * p.get(key, p["point"]) for w, p in parts)
+
+        point = weighted("median" if self.point == "median" else "point")
+        scale = sum(w * log_half_width(p["lo"], p["hi"]) for w, p in parts)
+        lo, hi = log_interval(point, scale, self.calibration_, alpha)
+        out = {"point": point, "mean": weighted("mean"), "lo": lo, "hi": hi}
+        if median:
+            out["median"] = weighted("median")
+        if std:
+            lo, hi = log_interval(point, scale, self.calibration_, ONE_SIGMA_ALPHA)
+            out["std"] = (hi - lo) / 2
+        return out
 
     # --- serialisation --------------------------------------------------------------------------------------
     def to_state(self) -> tuple[dict[str, Any], dict[str, bytes]]:

@@ -10,6 +10,9 @@ scikit-learn style: hyperparameters go into ``__init__`` unchanged, ``fit`` lear
 ``predict`` is the model's point prediction, the one evaluation scores: a mean for the networks and RF, a median
 for QRF and ``auto`` (MAE-optimal on skewed SOC). Models whose ``predict`` is not a mean also offer
 ``predict_mean`` - the mean is what stocks and area totals need (:func:`mean_prediction`).
+
+Maps need several of these per pixel; :func:`predict_layers` gets them together, in one pass of the model where
+it has a ``predict_layers`` method of its own (the networks, QRF, ``auto``).
 """
 
 from __future__ import annotations
@@ -20,6 +23,9 @@ import numpy as np
 import pandas as pd
 
 from geesoil.covariates.spec import CovariateSpec
+
+#: the central interval of ±1 standard deviation of a normal law: ``predict_std`` is half its width
+ONE_SIGMA_ALPHA = 0.3173
 
 
 @runtime_checkable
@@ -53,3 +59,25 @@ def mean_prediction(model: Any, X: pd.DataFrame) -> np.ndarray:
     if hasattr(model, "predict_mean"):
         return np.asarray(model.predict_mean(X), float)
     return np.asarray(model.predict(X), float)
+
+
+def predict_layers(
+    model: Any, X: pd.DataFrame, alpha: float = 0.1, *, median: bool = False, std: bool = False
+) -> dict[str, np.ndarray]:
+    """The predictions a map needs for rows ``X`` (g/kg), as the model's separate methods give them.
+
+    Keys: ``point`` (``predict``), ``mean`` (:func:`mean_prediction`), ``lo``/``hi`` (``predict_interval`` at
+    ``alpha``), ``median`` (``predict_median``; only when asked and the model has one) and ``std``
+    (``predict_std``; when asked). A model's own ``predict_layers`` computes them in one pass.
+    """
+    if hasattr(model, "predict_layers"):
+        return model.predict_layers(X, alpha, median=median, std=std)
+    point = np.asarray(model.predict(X), float)
+    lo, hi = model.predict_interval(X, alpha=alpha)
+    out = {"point": point, "mean": mean_prediction(model, X) if hasattr(model, "predict_mean") else point}
+    out |= {"lo": np.asarray(lo, float), "hi": np.asarray(hi, float)}
+    if median and hasattr(model, "predict_median"):
+        out["median"] = np.asarray(model.predict_median(X), float)
+    if std:
+        out["std"] = np.asarray(model.predict_std(X), float)
+    return out

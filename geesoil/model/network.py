@@ -28,6 +28,7 @@ from geesoil import __version__
 from geesoil.covariates.spec import CovariateSpec
 from geesoil.covariates.window import WINDOWS, Context
 from geesoil.errors import ModelError
+from geesoil.model.base import ONE_SIGMA_ALPHA
 from geesoil.model.conformal import Calibration, fit_calibration
 from geesoil.model.features import Encoded, FeatureEncoder, GroupLayout, spec_from_dict, spec_to_dict
 from geesoil.model.io import register
@@ -46,8 +47,6 @@ log = logging.getLogger(__name__)
 #: fewer samples than this cannot give a validation split, a calibration set and a trained net at once
 MIN_SAMPLES = 20
 TARGETS = ("log1p", "identity")
-#: alpha whose conformal half-width approximates one standard deviation (central 68.27 %)
-_ONE_SIGMA_ALPHA = 0.3173
 
 
 # --------------------------------------------------------------------------------------------- the network
@@ -231,8 +230,24 @@ class NetEnsemble:
 
     def predict_std(self, X: pd.DataFrame) -> np.ndarray:
         """Approximate predictive standard deviation (g/kg): half the width of the conformal 68.27 % interval."""
-        lo, hi = self.predict_interval(X, alpha=_ONE_SIGMA_ALPHA)
+        lo, hi = self.predict_interval(X, alpha=ONE_SIGMA_ALPHA)
         return (hi - lo) / 2.0
+
+    def predict_layers(
+        self, X: pd.DataFrame, alpha: float = 0.1, *, median: bool = False, std: bool = False
+    ) -> dict[str, np.ndarray]:
+        """:func:`geesoil.model.base.predict_layers` from one pass of the ensemble."""
+        self._check_fitted()
+        mu, spread, extra_var = self._predictive(X)
+        lo, hi = self.calibration_.interval(mu, spread, alpha, extra_var)
+        mean = self._point(mu)
+        out = {"point": mean, "mean": mean, "lo": self._inverse(lo), "hi": self._inverse(hi)}
+        if median:
+            out["median"] = self._inverse(mu)
+        if std:
+            lo, hi = self.calibration_.interval(mu, spread, ONE_SIGMA_ALPHA, extra_var)
+            out["std"] = (self._inverse(hi) - self._inverse(lo)) / 2.0
+        return out
 
     # -- fitting helpers -------------------------------------------------------------------------------------
     def _transform_target(self, y: Any, n_rows: int, transform: str) -> np.ndarray:
