@@ -203,7 +203,8 @@ def test_forest_only_auto_intervals_nest_and_survive_saving(tmp_path: Any) -> No
     lo80, hi80 = auto.predict_interval(Xte, alpha=0.2)
     assert (lo <= lo80).all() and (hi80 <= hi).all() and (hi80 - lo80 < hi - lo).mean() > 0.95
     layers = assert_layers_match(auto, Xte)  # the maps' one-pass predictions
-    assert (layers["mean"] > layers["median"]).mean() > 0.5  # a median stack: its mean is above it on skewed SOC
+    # a median stack: its mean lies above its median on skewed SOC
+    assert (layers["mean"] > layers["median"]).mean() > 0.5
     again = load_model(save_model(auto, tmp_path / "auto.geesoil"))
     for a, b in zip(again.predict_interval(Xte, alpha=0.1), (lo, hi), strict=True):
         np.testing.assert_allclose(a, b)
