@@ -15,8 +15,8 @@ AfSP 0-30 cm with the experiment regions and 50 km around them held out), the sa
 the same budget (members, epochs, batch, 100 km validation blocks), so two arms differ only in what they toggle.
 
 Evaluation: per region, spatial-block k-fold CV (block size of ``pretrain_models.REGIONS``); from each training
-fold ``repeats`` random draws of each size; every arm is fitted on the same draw and scored on the same test fold,
-so differences are paired. Reported per arm × region × size: MAE, CCC, PICP90 (coverage of the 90 % interval),
+fold ``repeats`` random draws of each size; every arm is fitted on the same draw and scored on the same test fold
+(by its median, as :func:`geesoil.evaluate.evaluate` scores), so differences are paired. Reported per arm × region × size: MAE, CCC, PICP90 (coverage of the 90 % interval),
 mean interval width, and against the arm's ``versus``: ΔMAE % (relative, mean ± standard error over paired draws),
 ΔCCC and ΔPICP90 (absolute differences: relative CCC changes explode where CCC ≈ 0).
 """
@@ -52,6 +52,7 @@ from common import (  # noqa: E402
 )
 
 from geesoil.covariates.window import Context  # noqa: E402
+from geesoil.model.base import median_prediction  # noqa: E402
 
 log = logging.getLogger("ablation")
 
@@ -528,7 +529,7 @@ def run_region(
                     model = _with_pretrained_calibration(model, pre)
                 if arm.name not in configs:
                     configs[arm.name] = model_config(model, pre)
-                pred = model.predict(Xte)
+                pred = median_prediction(model, Xte)
                 lo, hi = model.predict_interval(Xte, alpha=0.1)
                 rec = _record(arm, region, size, fold, rep, idx, fit_s=0.0 if arm.reuse else t.s)
                 rec.update(metrics.scores(yte, pred, lo, hi))

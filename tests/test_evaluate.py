@@ -234,6 +234,36 @@ def test_auto_blend_and_forest_only_round_trip(region: tuple, tmp_path: Path) ->
     assert (lo <= again.predict(Xte) + 1e-9).all() and (hi >= again.predict(Xte) - 1e-9).all()
 
 
+class MedianStub(StubStrategy):
+    """An oracle whose ``predict`` is a mean 1.5x its median (like a skewed predictive law): scoring must use
+    the median."""
+
+    def predict(self, X: pd.DataFrame) -> np.ndarray:
+        return 1.5 * self.predict_median(X)
+
+    def predict_median(self, X: pd.DataFrame) -> np.ndarray:
+        return super().predict(X)
+
+
+def test_models_are_scored_by_their_median(region: tuple, stub_finetune: Any, monkeypatch: Any) -> None:
+    monkeypatch.setattr(stub_finetune, "make_strategy", lambda name, pretrained, **kw: MedianStub("oracle"))
+    X, y = region
+    out = evaluate(
+        X[["lon", "lat"]],
+        X,
+        y,
+        pretrained=StubPretrained(),
+        methods=["finetuned"],
+        folds=2,
+        covariates=SPECS,
+        progress=False,
+    )
+    # each record's MAE is the oracle median's on its test fold, not the 1.5x mean's
+    folds = cv.kfold(X["lon"], X["lat"], k=2, seed=0)
+    oracle = sorted(float(np.mean(np.abs(truth(X.iloc[f.test]) - y[f.test]))) for f in folds)
+    assert sorted(r["mae"] for r in out["records"]) == pytest.approx(oracle)
+
+
 def test_scratch_network_is_evaluated(region: tuple) -> None:
     X, y = region
     out = evaluate(

@@ -43,7 +43,7 @@ from geesoil import cv
 from geesoil.baselines import QuantileForestSoil, RandomForestSoil, as_specs
 from geesoil.covariates.spec import CovariateSpec
 from geesoil.errors import GeesoilError, ModelError
-from geesoil.model.base import ONE_SIGMA_ALPHA, mean_prediction, predict_layers
+from geesoil.model.base import ONE_SIGMA_ALPHA, mean_prediction, median_prediction, predict_layers
 from geesoil.model.conformal import Calibration, fit_calibration
 from geesoil.model.features import spec_from_dict, spec_to_dict
 from geesoil.model.io import register
@@ -246,8 +246,8 @@ def point_prediction(model: Any, X: pd.DataFrame, point: str = "median") -> np.n
     The networks' ``predict`` is the smeared mean of a log-normal-like predictive distribution, above its median
     on skewed SOC; QRF's ``predict`` is already a median and RF's a mean (it has no median).
     """
-    if point == "median" and hasattr(model, "predict_median"):
-        return np.asarray(model.predict_median(X), float)
+    if point == "median":
+        return median_prediction(model, X)
     return np.asarray(model.predict(X), float)
 
 

@@ -9,7 +9,9 @@ scikit-learn style: hyperparameters go into ``__init__`` unchanged, ``fit`` lear
 
 ``predict`` is the model's point prediction, the one evaluation scores: a mean for the networks and RF, a median
 for QRF and ``auto`` (MAE-optimal on skewed SOC). Models whose ``predict`` is not a mean also offer
-``predict_mean`` - the mean is what stocks and area totals need (:func:`mean_prediction`).
+``predict_mean`` - the mean is what stocks and area totals need (:func:`mean_prediction`). Models with a median of
+their own offer ``predict_median``; evaluation scores it (:func:`median_prediction`): the median minimises the
+absolute error, and scoring the networks' means against QRF's medians would hand QRF that advantage.
 
 Maps need several of these per pixel; :func:`predict_layers` gets them together, in one pass of the model where
 it has a ``predict_layers`` method of its own (the networks, QRF, ``auto``).
@@ -52,6 +54,13 @@ class SoilModel(Protocol):
 
     @classmethod
     def from_state(cls, meta: dict[str, Any], blobs: dict[str, bytes]) -> SoilModel: ...
+
+
+def median_prediction(model: Any, X: pd.DataFrame) -> np.ndarray:
+    """The prediction evaluation scores (g/kg): ``predict_median`` where the model has one, else ``predict``."""
+    if hasattr(model, "predict_median"):
+        return np.asarray(model.predict_median(X), float)
+    return np.asarray(model.predict(X), float)
 
 
 def mean_prediction(model: Any, X: pd.DataFrame) -> np.ndarray:
