@@ -449,7 +449,10 @@ def render(results: dict[str, Any]) -> str:
             else ""
         ),
         "- Metrics on the outer test folds only, averaged over folds and draws: MAE and RMSE in g/kg SOC (0-30 cm), "
-        "R², Lin's CCC, PICP = coverage of the 90 % prediction interval. Hyperparameters are fixed in the script; "
+        "R², Lin's CCC, PICP = coverage of the 90 % prediction interval. Each model is scored by its median where "
+        "it has one (the networks: the log-space ensemble mean back-transformed without smearing; QRF: its "
+        "conditional median; `auto`: its weighted medians), `rf` by its mean: the median minimises absolute error "
+        "on skewed SOC. Hyperparameters are fixed in the script; "
         "nothing is tuned or selected on test folds (`auto` selects by nested spatial CV inside each training draw).",
         "",
         "## Settings",
