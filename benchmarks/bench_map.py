@@ -4,8 +4,8 @@ Usage: ``python benchmarks/bench_map.py [--sides 1,2,4,8] [--full] [--dask-side 
 
 ``throughput``: on the Edgeroi AOI with the Edgeroi regional pack at 100 m and a
 small SoilNet (2 members) trained on the Edgeroi profiles, the end-to-end pixels/s of ``run_map`` (covariate reads,
-masks, mean + interval, COGs, quick-look, run.json) against the model's pure inference (``predict`` +
-``predict_interval`` on the prebuilt pixel table) and a 100-tree scikit-learn ``RandomForestRegressor.predict`` on the
+masks, mean, median and interval, COGs, quick-look, run.json) against the model's pure inference (the same layers
+from ``predict_layers`` on the prebuilt pixel table) and a 100-tree scikit-learn ``RandomForestRegressor.predict`` on the
 same pixels.
 
 ``memory``: maps of square AOIs (``--sides`` degrees, centred at ``--center``) with the shipped
@@ -84,7 +84,8 @@ def throughput(members: int = 2, tile_size: int = 512) -> dict[str, Any]:
 
     from geesoil.covariates.local import LocalPackSource
     from geesoil.mapping.run import MapRequest, execute, plan_map
-    from geesoil.mapping.tiler import TileSettings, aoi_mask, tile_table
+    from geesoil.mapping.tiler import TileSettings, aoi_mask, has_median, tile_table
+    from geesoil.model.base import predict_layers
 
     pack = shared_data() / "regional" / "edgeroi"
     source = LocalPackSource(pack)
@@ -117,8 +118,7 @@ def throughput(members: int = 2, tile_size: int = 512) -> dict[str, Any]:
         with timer() as t_inf:
             for start in range(0, n, settings.batch):
                 xb = X.iloc[start : start + settings.batch]
-                plan.model.predict(xb)
-                plan.model.predict_interval(xb, alpha=req.alpha)
+                predict_layers(plan.model, xb, req.alpha, median=has_median(plan.model))
 
         feats = names + ["lon", "lat"]
         rf = RandomForestRegressor(n_estimators=100, min_samples_leaf=3, n_jobs=-1, random_state=0)

@@ -310,15 +310,15 @@ def map_section(r: Mapping[str, Any]) -> list[str]:
             *table(
                 ["path", "time", "pixels/s"],
                 [
-                    ["`run_map` end to end (reads, mean + interval, COGs, quick-look)", f"{num(th.get('end_to_end_s'))} s", num(th.get("end_to_end_pixels_per_s"), 0)],
-                    ["SoilNet inference only (`predict` + `predict_interval`)", f"{num(th.get('inference_s'))} s", num(th.get("inference_pixels_per_s"), 0)],
+                    ["`run_map` end to end (reads, mean, median + interval, COGs, quick-look)", f"{num(th.get('end_to_end_s'))} s", num(th.get("end_to_end_pixels_per_s"), 0)],
+                    ["SoilNet inference only (`predict_layers`: mean, median, interval)", f"{num(th.get('inference_s'))} s", num(th.get("inference_pixels_per_s"), 0)],
                     ["scikit-learn RF `predict` (100 trees, same pixels)", f"{num(th.get('sklearn_rf_s'))} s", num(th.get("sklearn_rf_pixels_per_s"), 0)],
                 ],
             ),
             "",
             f"End to end runs at {100 * (th.get('end_to_end_vs_inference') or math.nan):.0f} % of pure inference "
             f"speed; the RF predicts {num(th.get('rf_vs_inference'), 1)}× faster than the network ensemble with "
-            "intervals (it computes no interval here).",
+            "intervals (it computes one mean, no median or interval, here).",
             "",
         ]  # fmt: skip
     mem = f.get("memory")
