@@ -298,8 +298,10 @@ def evaluate(
     """Cross-validate transfer strategies against regional-only baselines on a region's samples.
 
     Every method is retrained in every fold (and learning-curve draw); model selection happens inside training
-    folds only. A summary table goes to stderr; all records and the summary go to --json (or stdout). On a CPU,
-    'auto' costs about twenty small network fits per fold and size: use --methods to compare fewer.
+    folds only. Each model is scored by its median where it has one (the networks, qrf, auto; rf by its mean),
+    which minimises absolute error on skewed SOC. A summary table goes to stderr; all records and the summary go to
+    --json (or stdout). On a CPU, 'auto' costs about twenty small network fits per fold and size: use --methods to
+    compare fewer.
 
     \b
     Example:
