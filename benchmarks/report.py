@@ -699,8 +699,8 @@ def ablation_section(r: Mapping[str, Any]) -> list[str]:
         )
         + f". {p.get('folds')} folds × {p.get('repeats')} draw(s) per size, n = "
         + ", ".join(str(s) for s in sizes)
-        + f" ({draws} paired draws per region and size). All arms are fitted on the same draws and scored on the "
-        "same test folds, so ΔMAE (relative, per draw) is paired: mean ± standard error, **bold** when beyond two "
+        + f" ({draws} paired draws per region and size). All arms are fitted on the same draws and scored (by their "
+        "medians, as in `geesoil evaluate`) on the same test folds, so ΔMAE (relative, per draw) is paired: mean ± standard error, **bold** when beyond two "
         "standard errors. ΔCCC and ΔPICP90 are absolute differences.",
         "",
     ]
