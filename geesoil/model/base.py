@@ -7,11 +7,11 @@ scikit-learn style: hyperparameters go into ``__init__`` unchanged, ``fit`` lear
 (WGS84 degrees); ``y`` is SOC in g/kg (back-transformed units). Categorical covariates hold integer class codes
 (float dtype, NaN for missing).
 
-``predict`` is the model's point prediction, the one evaluation scores: a mean for the networks and RF, a median
-for QRF and ``auto`` (MAE-optimal on skewed SOC). Models whose ``predict`` is not a mean also offer
-``predict_mean`` - the mean is what stocks and area totals need (:func:`mean_prediction`). Models with a median of
-their own offer ``predict_median``; evaluation scores it (:func:`median_prediction`): the median minimises the
-absolute error, and scoring the networks' means against QRF's medians would hand QRF that advantage.
+``predict`` is the model's point prediction: a mean for the networks and RF, a median for QRF and ``auto``
+(MAE-optimal on skewed SOC). Models whose ``predict`` is not a mean also offer ``predict_mean`` - the mean is what
+stocks and area totals need (:func:`mean_prediction`). Models with a median of their own (all but RF) offer
+``predict_median``, and evaluation scores it (:func:`median_prediction`): the median minimises the absolute error,
+and scoring the networks' means against QRF's medians would hand QRF that advantage.
 
 Maps need several of these per pixel; :func:`predict_layers` gets them together, in one pass of the model where
 it has a ``predict_layers`` method of its own (the networks, QRF, ``auto``).
