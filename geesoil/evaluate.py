@@ -253,6 +253,8 @@ def evaluate(
             "seed": seed,
             "covariates": [c.name for c in specs],
             "regional_covariates": [c.name for c in regional],
+            # which prediction the metrics score (see median_prediction)
+            "scored": "median where the model has one (predict_median), else predict",
         },
     }
 

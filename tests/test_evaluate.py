@@ -262,6 +262,7 @@ def test_models_are_scored_by_their_median(region: tuple, stub_finetune: Any, mo
     folds = cv.kfold(X["lon"], X["lat"], k=2, seed=0)
     oracle = sorted(float(np.mean(np.abs(truth(X.iloc[f.test]) - y[f.test]))) for f in folds)
     assert sorted(r["mae"] for r in out["records"]) == pytest.approx(oracle)
+    assert out["config"]["scored"].startswith("median")
 
 
 def test_scratch_network_is_evaluated(region: tuple) -> None:
