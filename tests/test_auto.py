@@ -13,6 +13,7 @@ from test_baselines import SPECS, synthetic_region
 from test_model_base import assert_layers_match
 
 from geesoil import metrics
+from geesoil.errors import ModelError
 from geesoil.model.auto import (
     AutoModel,
     calibrate_intervals,
@@ -209,3 +210,9 @@ def test_forest_only_auto_intervals_nest_and_survive_saving(tmp_path: Any) -> No
     for a, b in zip(again.predict_interval(Xte, alpha=0.1), (lo, hi), strict=True):
         np.testing.assert_allclose(a, b)
     assert 0.8 <= metrics.picp(y[120:], lo, hi) <= 0.98
+    # a file from before these intervals (CQR corrections instead of a calibration) is refused, with the fix
+    meta, blobs = auto.to_state()
+    del meta["calibration"]
+    meta["corrections"] = {"alphas": [0.1], "values": [0.0]}
+    with pytest.raises(ModelError, match="re-run `geesoil finetune`"):
+        AutoModel.from_state(meta, blobs)
