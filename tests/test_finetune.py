@@ -16,7 +16,7 @@ from geesoil.covariates.spec import CovariateSpec
 from geesoil.errors import ModelError
 from geesoil.model.finetune import STRATEGIES, make_strategy
 from geesoil.model.io import load_model, save_model
-from geesoil.model.network import GroupBranchNet, SoilNet
+from geesoil.model.network import GroupBranchNet, SoilNet, smearing_factor
 
 REGIONAL = [CovariateSpec("gamma_k", "other", units="%")]
 
@@ -110,8 +110,14 @@ def test_exactly_20_samples_fine_tune_without_diverging(pretrained, region) -> N
 def test_global_strategy_keeps_predictions_and_recalibrates(pretrained, region) -> None:
     Xtr, ytr, Xte, _ = region
     model = make_strategy("global", pretrained).fit(Xtr, ytr)
-    np.testing.assert_array_equal(model.predict(Xte), pretrained.predict(Xte))
+    np.testing.assert_array_equal(model.predict_median(Xte), pretrained.predict_median(Xte))
     assert model.calibration_.n == 40
+    # the mean's smearing comes from the regional residuals of the unchanged ensemble, not the global ones
+    resid = np.log1p(ytr) - np.log1p(pretrained.predict_median(Xtr))
+    assert model.target_["smearing"] == pytest.approx(smearing_factor(resid))
+    assert model.target_["smearing"] != pretrained.target_["smearing"]
+    ratio = model.predict(Xte) / pretrained.predict(Xte)
+    assert np.all(ratio != 1.0)
     assert not np.array_equal(model.predict_interval(Xte)[1], pretrained.predict_interval(Xte)[1])
 
 

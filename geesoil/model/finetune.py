@@ -46,7 +46,8 @@ from geesoil.model.train import (
 log = logging.getLogger(__name__)
 
 STRATEGIES: dict[str, str] = {
-    "global": "pretrained model as is; only the prediction intervals are re-calibrated on the regional samples",
+    "global": "pretrained model as is; only the prediction intervals and the mean's back-transform (smearing) are "
+    "re-estimated on the regional samples",
     "finetuned": "plain full fine-tuning (the paper's strategy): all weights retrained with a small learning rate",
     "finetuned-gp": "fine-tuned, plus a Gaussian process (Matern + white noise, local km coordinates) on the "
     "network's out-of-fold residuals; its variance widens the intervals",
@@ -244,10 +245,17 @@ class _Transfer(NetEnsemble):
         return self
 
     def _calibrate_unseen(self, data: Encoded, t: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Split-conformal: no member saw these samples, so the ensemble-mean residuals are honest scores."""
+        """Split-conformal: no member saw these samples, so the ensemble-mean residuals are honest scores.
+
+        The mean's smearing factor is re-estimated from the same residuals: the pretrained one reflects the spread
+        of global residuals, far wider than a region's, and inflated the regional mean (1.25 for the shipped
+        coarse model; its median has 22-24 % lower MAE in Edgeroi and Niger).
+        """
         P = self._members_t(data)
         mu, spread = P.mean(axis=0), P.std(axis=0)
         resid = t - mu
+        if self.target_["transform"] == "log1p":
+            self.target_["smearing"] = smearing_factor(resid)
         self.calibration_ = fit_calibration(resid, spread)
         self.metrics_ = {"validation": regression_metrics(self._inverse(t), self._point(mu))}
         return np.arange(t.size), resid, spread
