@@ -32,7 +32,7 @@ test-slow: setup
 demo: setup
 	$(BIN)/geesoil covariates pack --starter -o $(DEMO_DIR)/starter_pack
 	$(BIN)/geesoil map --aoi assets/aois/edgeroi.geojson --covariates $(DEMO_DIR)/starter_pack --overwrite -o $(DEMO_DIR)/edgeroi_map
-	@echo "demo map: $(DEMO_DIR)/edgeroi_map (soc_mean.tif, soc_p05.tif, soc_p95.tif, quicklook.png, run.json)"
+	@echo "demo map: $(DEMO_DIR)/edgeroi_map (soc_mean.tif, soc_p50.tif, soc_p05.tif, soc_p95.tif, quicklook.png, run.json)"
 
 # Speed/memory benchmarks (< 15 min on 2 cores): benchmarks/results/*.json and docs/benchmarks.md.
 bench: setup
