@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import math
 import sys
 import time
 from pathlib import Path
@@ -46,6 +45,7 @@ from geesoil.model.auto import (  # noqa: E402
     log_interval,
     select,
 )
+from geesoil.model.conformal import conformal_quantile  # noqa: E402
 from geesoil.model.io import load_model  # noqa: E402
 
 FORESTS = ("rf", "qrf")
@@ -126,12 +126,6 @@ def _draws(path: Path) -> dict[str, dict[str, Any]]:
     return draws
 
 
-def _conformal(scores: np.ndarray, alpha: float) -> float:
-    s = np.sort(scores[np.isfinite(scores)])
-    k = math.ceil((s.size + 1) * (1 - alpha))
-    return float(s[min(max(k, 1), s.size) - 1])
-
-
 def _intervals(
     d: dict[str, Any],
     ok: dict[str, np.ndarray],
@@ -151,7 +145,8 @@ def _intervals(
     cal = calibrate_intervals(y, oof_point, scale["oof"])
     lo_o, hi_o = (sum(wi * ok[c][a10 + i] for c, wi in w) for i in (0, 1))
     lo_t, hi_t = (sum(wi * d["test"][c][a10 + i] for c, wi in w) for i in (0, 1))
-    corr = max(_conformal(np.maximum(lo_o - y, y - hi_o), 0.1), 0.0)
+    score = np.maximum(lo_o - y, y - hi_o)
+    corr = max(conformal_quantile(score[np.isfinite(score)], 0.1), 0.0)
     rules = {
         "log conformal": log_interval(pred, scale["test"], cal, 0.1),
         "weighted bounds + CQR": (np.minimum(lo_t - corr, pred), np.maximum(hi_t + corr, pred)),

@@ -33,7 +33,7 @@ from __future__ import annotations
 import copy
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -459,33 +459,26 @@ class AutoModel:
         if not hasattr(self, "components_"):
             raise ModelError("auto model is not fitted; call fit() first")
 
+    def _weighted(self, per_model: Callable[[Any], np.ndarray]) -> np.ndarray:
+        """``sum(weight * per_model(component))`` over the fitted components."""
+        self._fitted()
+        return sum(w * per_model(m) for w, m in zip(self.weights_, self.components_, strict=True))
+
     def predict(self, X: pd.DataFrame) -> np.ndarray:
         """The weighted point predictions of the components: medians where they have one (``point="median"``)."""
-        self._fitted()
-        return sum(
-            w * point_prediction(m, X, self.point)
-            for w, m in zip(self.weights_, self.components_, strict=True)
-        )
+        return self._weighted(lambda m: point_prediction(m, X, self.point))
 
     def predict_median(self, X: pd.DataFrame) -> np.ndarray:
         """The weighted medians of the components (RF, which has none, contributes its mean)."""
-        self._fitted()
-        return sum(
-            w * point_prediction(m, X, "median") for w, m in zip(self.weights_, self.components_, strict=True)
-        )
+        return self._weighted(lambda m: median_prediction(m, X))
 
     def predict_mean(self, X: pd.DataFrame) -> np.ndarray:
         """The weighted means of the components: the mean SOC, for stocks and area totals."""
-        self._fitted()
-        return sum(w * mean_prediction(m, X) for w, m in zip(self.weights_, self.components_, strict=True))
+        return self._weighted(lambda m: mean_prediction(m, X))
 
     def predict_interval(self, X: pd.DataFrame, alpha: float = 0.1) -> tuple[np.ndarray, np.ndarray]:
         """Conformal central ``1 - alpha`` interval (g/kg) around the point prediction (:func:`log_interval`)."""
-        self._fitted()
-        scale = sum(
-            w * log_half_width(*m.predict_interval(X, alpha=SCALE_ALPHA))
-            for w, m in zip(self.weights_, self.components_, strict=True)
-        )
+        scale = self._weighted(lambda m: log_half_width(*m.predict_interval(X, alpha=SCALE_ALPHA)))
         return log_interval(self.predict(X), scale, self.calibration_, alpha)
 
     def predict_std(self, X: pd.DataFrame) -> np.ndarray:
