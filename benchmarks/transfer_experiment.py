@@ -55,7 +55,7 @@ PAPER = {"mae_decrease_pct": 10.93, "ccc_increase_pct": 29.04}
 BASELINES = ("scratch", "rf", "qrf", "global")
 SMALL_SIZES = (25, 50)
 #: transfer candidates of ``auto`` here (plus ``regional-branch`` where region-only covariates exist)
-AUTO_TRANSFER = ("global", "finetuned", "finetuned-gp", "discriminative")
+AUTO_TRANSFER = ("global", "finetuned", "finetuned-gp", "discriminative", "stacked-qrf")
 
 
 @dataclass(frozen=True)
@@ -100,6 +100,7 @@ def methods_for(regional: bool, quick: bool = False) -> list[str]:
     transfer = ["global", "finetuned", "finetuned-gp", "discriminative", "coral"]
     if regional:
         transfer.append("regional-branch")
+    transfer.append("stacked-qrf")
     if quick:
         transfer = [m for m in transfer if m not in QUICK_SKIP]
     return ["auto", *transfer, "scratch", "rf", "qrf"]
@@ -135,6 +136,7 @@ def method_params(
         "scratch": scratch,
         "rf": forest,
         "qrf": forest,
+        "stacked-qrf": forest,
         "auto": {
             "candidates": auto_candidates,
             "inner_folds": budget.auto_inner_folds,
@@ -524,7 +526,7 @@ def render(results: dict[str, Any]) -> str:
             "|---|---|---|---|---|---|---|",
         ]
         methods = [
-            m for m in ("finetuned", "finetuned-gp", "regional-branch", "auto") if m in set(df["method"])
+            m for m in ("finetuned", "finetuned-gp", "regional-branch", "stacked-qrf", "auto") if m in set(df["method"])
         ]
         for method in methods:
             mi = imp if method == "finetuned" else improvements(df, method)

@@ -87,7 +87,8 @@ def test_every_strategy_fits_predicts_and_round_trips(name, pretrained, region, 
     assert loaded.kind == name and type(loaded) is type(model)
     np.testing.assert_array_equal(loaded.predict(Xte), pred)
     np.testing.assert_array_equal(loaded.predict_interval(Xte)[1], hi)
-    expected = [s.name for s in SPECS] + (["gamma_k"] if name == "regional-branch" else [])
+    uses_regional = name in ("regional-branch", "stacked-qrf")
+    expected = [s.name for s in SPECS] + (["gamma_k"] if uses_regional else [])
     assert [s.name for s in loaded.covariates] == expected
     with pytest.raises(ModelError, match="bio12"):
         loaded.check_covariates([n for n in expected if n != "bio12"])

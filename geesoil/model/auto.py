@@ -46,7 +46,7 @@ from geesoil.errors import GeesoilError, ModelError
 from geesoil.model.base import ONE_SIGMA_ALPHA, mean_prediction, median_prediction, predict_layers
 from geesoil.model.conformal import Calibration, fit_calibration
 from geesoil.model.features import spec_from_dict, spec_to_dict
-from geesoil.model.io import register
+from geesoil.model.io import nest_blobs, rebuild, register, unnest_blobs
 
 log = logging.getLogger(__name__)
 
@@ -338,10 +338,11 @@ class AutoModel:
 
     def _make(self, name: str, *, selection: bool) -> Any:
         params = dict(self.strategy_params.get(name, {}))
-        if name in FORESTS:
+        if name in FORESTS or name == "stacked-qrf":
             params.setdefault("n_estimators", self.selection_trees if selection else self.n_estimators)
-            params.setdefault("random_state", self.random_state)
             params.setdefault("n_jobs", self.n_jobs)
+        if name in FORESTS:
+            params.setdefault("random_state", self.random_state)
             return FORESTS[name](self._covariates, **params)
         from geesoil.model.finetune import make_strategy
 
@@ -538,14 +539,11 @@ class AutoModel:
         for i, (name, m) in enumerate(zip(self.component_names_, self.components_, strict=True)):
             cmeta, cblobs = m.to_state()
             meta["components"].append({"name": name, "kind": m.kind, "model": cmeta})
-            blobs.update({f"c{i}/{k}": v for k, v in cblobs.items()})
+            blobs |= nest_blobs(f"c{i}", cblobs)
         return meta, blobs
 
     @classmethod
     def from_state(cls, meta: dict[str, Any], blobs: dict[str, bytes]) -> AutoModel:
-        import geesoil.model.registry  # noqa: F401  (registers every component kind)
-        from geesoil.model.io import _REGISTRY
-
         # files written before ``point`` existed combined the components' mean predictions
         params = {"point": "mean", **meta["params"]}
         model = cls(
@@ -554,14 +552,12 @@ class AutoModel:
             regional_covariates=[spec_from_dict(d) for d in meta["regional_covariates"]],
             **params,
         )
-        comps = []
-        for i, c in enumerate(meta["components"]):
-            if c["kind"] not in _REGISTRY:
-                raise ModelError(f"auto model component {c['name']!r} has unknown kind {c['kind']!r}")
-            prefix = f"c{i}/"
-            sub = {k[len(prefix) :]: v for k, v in blobs.items() if k.startswith(prefix)}
-            comps.append(_REGISTRY[c["kind"]](c["model"], sub))
-        model.components_ = comps
+        model.components_ = [
+            rebuild(
+                c["kind"], c["model"], unnest_blobs(f"c{i}", blobs), f"auto model component {c['name']!r}"
+            )
+            for i, c in enumerate(meta["components"])
+        ]
         model.component_names_ = [c["name"] for c in meta["components"]]
         model.weights_ = [float(w) for w in meta["weights"]]
         model.selection_ = meta["selection"]

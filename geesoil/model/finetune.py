@@ -57,6 +57,8 @@ STRATEGIES: dict[str, str] = {
     "at 0.1x (or frozen with freeze_branches=True)",
     "coral": "fine-tuning with a CORAL penalty aligning the regional feature mean/covariance with the "
     "pretraining features",
+    "stacked-qrf": "stacking into QRF: a regional quantile regression forest on the covariates, coordinates and "
+    "the pretrained network's prediction (the forest decides how much of the global model to keep)",
     "scratch": "baseline: the same architecture trained from scratch on the regional samples only",
 }
 
@@ -537,17 +539,22 @@ def make_strategy(
     regional_covariates: Sequence[CovariateSpec] = (),
     random_state: int = 0,
     **kw: Any,
-) -> NetEnsemble:
+) -> Any:
     """An unfitted transfer model of strategy ``name`` (see :data:`STRATEGIES`) built on ``pretrained``.
 
-    ``regional_covariates`` are used by ``regional-branch`` (required) and ``scratch``; ``kw`` goes to the
-    strategy's constructor (e.g. ``lr``, ``max_epochs``, ``progress``).
+    ``regional_covariates`` are used by ``regional-branch`` (required), ``stacked-qrf`` and ``scratch``; ``kw``
+    goes to the strategy's constructor (e.g. ``lr``, ``max_epochs``, ``progress``; forest parameters such as
+    ``n_estimators`` for ``stacked-qrf``).
     """
     if name not in STRATEGIES:
         raise ModelError(f"unknown fine-tuning strategy {name!r}; choose one of: {', '.join(STRATEGIES)}")
     if pretrained is None or not hasattr(pretrained, "nets_"):
         raise ModelError(f"strategy {name!r} needs a fitted pretrained SoilNet")
     regional = tuple(regional_covariates)
+    if name == "stacked-qrf":  # forest hyperparameters in kw (e.g. n_estimators)
+        from geesoil.model.stack import StackedQRF
+
+        return StackedQRF(pretrained, regional_covariates=regional, random_state=random_state, **kw)
     if name == "scratch":
         params = {
             "hidden": tuple(pretrained.arch_["hidden"]),

@@ -134,6 +134,26 @@ def _smoke_test(model: SoilModel, path: Path, kind: str) -> None:
         raise ModelError(f"{path}: damaged {kind} model (one row gave predictions of shape {pred.shape})")
 
 
+def nest_blobs(prefix: str, blobs: dict[str, bytes]) -> dict[str, bytes]:
+    """A component's blobs under ``prefix/``, for a model file holding several models (``auto``, ``stacked-qrf``)."""
+    return {f"{prefix}/{k}": v for k, v in blobs.items()}
+
+
+def unnest_blobs(prefix: str, blobs: dict[str, bytes]) -> dict[str, bytes]:
+    """The blobs :func:`nest_blobs` stored under ``prefix/``, with their own names."""
+    head = f"{prefix}/"
+    return {k[len(head) :]: v for k, v in blobs.items() if k.startswith(head)}
+
+
+def rebuild(kind: str, meta: dict[str, Any], blobs: dict[str, bytes], what: str) -> SoilModel:
+    """A component model of ``kind`` from its state; :class:`ModelError` naming ``what`` for an unknown kind."""
+    import geesoil.model.registry  # noqa: F401  (registers every component kind)
+
+    if not isinstance(kind, str) or kind not in _REGISTRY:
+        raise ModelError(f"{what} has unknown kind {kind!r}")
+    return _REGISTRY[kind](meta, blobs)
+
+
 def _rebuild(path: Path, kind: str, meta: dict[str, Any], blobs: dict[str, bytes]) -> SoilModel:
     try:
         return _REGISTRY[kind](meta, blobs)

@@ -165,13 +165,7 @@ class NetEnsemble:
 
     def check_covariates(self, available_names: Iterable[str]) -> None:
         """Raise :class:`ModelError` naming every covariate the model needs that ``available_names`` lacks."""
-        have = set(available_names)
-        missing = [s.name for s in self.covariates if s.name not in have]
-        if missing:
-            raise ModelError(
-                f"the model needs covariates the source does not provide: {', '.join(missing)}; "
-                "add them to the covariate pack/catalog or use a model trained without them"
-            )
+        check_covariates(self.covariates, available_names)
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "nets_"):
@@ -393,6 +387,17 @@ def regression_metrics(y_true: np.ndarray, y_hat: np.ndarray) -> dict[str, float
         "bias": float(np.mean(err)),
         "r2": float(1 - np.sum(err**2) / ss_tot) if ss_tot > 0 else float("nan"),
     }
+
+
+def check_covariates(needed: Iterable[CovariateSpec], available_names: Iterable[str]) -> None:
+    """Raise :class:`ModelError` naming every covariate in ``needed`` that ``available_names`` lacks."""
+    have = set(available_names)
+    missing = [s.name for s in needed if s.name not in have]
+    if missing:
+        raise ModelError(
+            f"the model needs covariates the source does not provide: {', '.join(missing)}; "
+            "add them to the covariate pack/catalog or use a model trained without them"
+        )
 
 
 def training_summary(
