@@ -191,8 +191,9 @@ def pretrain(
     default="auto",
     show_default=True,
     help="auto (chosen by nested spatial CV), a fine-tuning strategy (finetuned, global, finetuned-gp, "
-    "regional-branch, discriminative, coral), scratch (same network, regional data only) or a regional-only "
-    "forest (rf, qrf).",
+    "regional-branch, discriminative, coral), stacked-qrf (a regional quantile forest that also sees the "
+    "pretrained model's prediction), scratch (same network, regional data only) or a regional-only forest "
+    "(rf, qrf).",
 )
 @_seed
 @_target
@@ -209,7 +210,7 @@ def finetune(
     """Adapt a pretrained model to a region's samples and save the regional model.
 
     Covariates the pretrained model does not know (e.g. from a regional pack) are region-only: they go to the
-    regional-branch strategy and to the forests (rf, qrf); 'auto' considers them all.
+    regional-branch strategy and to the forests (stacked-qrf, rf, qrf); 'auto' considers them all.
 
     \b
     Example:

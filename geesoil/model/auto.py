@@ -3,8 +3,8 @@
 Selection uses only the training data given to ``fit``: spatial-block k-fold inside it (``inner_folds``, default
 3, more - up to ``max_inner_folds`` - when the networks would otherwise train on fewer than their minimum of
 samples, e.g. 25 samples need 5 folds; random location folds when the region is too small for blocks). Every
-candidate - each fine-tuning strategy of :mod:`geesoil.model.finetune` and the regional forests ``rf``/``qrf`` - is
-trained on the inner training folds and predicts the held-out fold. To stay affordable on CPU the candidates are
+candidate - each transfer strategy of :mod:`geesoil.model.finetune` (``stacked-qrf`` included) and the regional
+forests ``rf``/``qrf`` - is trained on the inner training folds and predicts the held-out fold. To stay affordable on CPU the candidates are
 cheaper during selection (``selection_members`` ensemble members, ``selection_trees`` trees); the chosen ones are
 then refitted at full size on all the data.
 

@@ -577,7 +577,7 @@ def make_strategy(
         return RegionalBranch(pretrained, regional_covariates=regional, random_state=random_state, **kw)
     if regional:
         log.info(
-            "strategy %r ignores the %d regional covariates (only regional-branch uses them)",
+            "strategy %r ignores the %d regional covariates (regional-branch, stacked-qrf and the forests use them)",
             name,
             len(regional),
         )
