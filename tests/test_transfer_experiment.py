@@ -103,3 +103,22 @@ def test_render_of_the_committed_results_has_auto_choices_and_reproducibility() 
     cells = sum(len({s["size"] for s in r["summary"]}) for r in res["settings"].values())
     assert section.count("\n| ") == cells + 1  # header + one row per setting x size
     assert "largest absolute difference in MAE is 0.0000 g/kg" in text and "(identical)" in text
+
+
+def test_targets_count_cells_where_auto_misses_a_strategy_that_beats_the_forest() -> None:
+    maes = {
+        # n = 25: global beats the forests and auto does too; n = 50: coral beats them, auto does not
+        ("auto", 25): 3.8, ("global", 25): 3.6, ("rf", 25): 3.9, ("qrf", 25): 4.0,
+        ("finetuned", 25): 3.7, ("scratch", 25): 3.9,
+        ("auto", 50): 3.72, ("coral", 50): 3.5, ("rf", 50): 3.8, ("qrf", 50): 3.7,
+        ("finetuned", 50): 3.6, ("scratch", 50): 3.5,
+        # n = 100: the forest is best, so the cell is not contested
+        ("auto", 100): 3.4, ("global", 100): 3.6, ("qrf", 100): 3.45,
+    }  # fmt: skip
+    tg = te.targets(te._summary_frame(_results(maes)))
+    rows = {r["size"]: r for r in tg["auto"]}
+    assert [rows[s]["other_wins"] for s in ("25", "50", "100")] == [True, True, False]
+    assert rows["25"]["auto_wins"] and not rows["50"]["auto_wins"] and rows["50"]["best_other"] == "coral"
+    ft = {r["size"]: r for r in tg["finetuned_vs_scratch"]}
+    assert ft["25"]["ok"] and not ft["50"]["ok"]
+    assert ft["25"]["mae_decrease_pct"] == pytest.approx(100 * (3.9 - 3.7) / 3.9)
