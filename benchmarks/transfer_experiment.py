@@ -275,7 +275,13 @@ def improvements(df: pd.DataFrame, method: str = "finetuned") -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-PAIRS = (("finetuned", "scratch"), ("finetuned", "qrf"), ("finetuned", "rf"), ("auto", "qrf"))
+PAIRS = (
+    ("finetuned", "scratch"),
+    ("finetuned", "qrf"),
+    ("finetuned", "rf"),
+    ("stacked-qrf", "qrf"),
+    ("auto", "qrf"),
+)
 
 
 def paired(results: dict[str, Any], a: str, b: str) -> pd.DataFrame:
@@ -341,6 +347,23 @@ def targets(df: pd.DataFrame) -> dict[str, Any]:
     picp = df[["setting", "size", "method", "picp90"]].copy()
     picp["ok"] = picp["picp90"].between(0.85, 0.95)
     return {"auto": auto_rows, "finetuned_vs_scratch": ft_rows, "picp": picp.to_dict("records")}
+
+
+#: the packages whose versions decide the numbers (random streams of the forests and the networks)
+VERSIONED = ("numpy", "torch", "scikit-learn", "quantile-forest", "geesoil")
+
+
+def package_versions() -> dict[str, str]:
+    """Installed versions of :data:`VERSIONED`."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for name in VERSIONED:
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = "not installed"
+    return out
 
 
 def _mean(rows: list[dict[str, Any]], key: str) -> float:
@@ -442,6 +465,7 @@ def render(results: dict[str, Any]) -> str:
             if meta.get("parallel_runs")
             else ""
         )
+        + ("; " + ", ".join(f"{k} {v}" for k, v in meta["versions"].items()) if meta.get("versions") else "")
         + ".",
         f"- Command: `{meta['command']}`",
         f"- Pretrained model: `{meta['pretrained']}` ({meta['pretrained_members']} members; fine-tuning used the "
@@ -732,6 +756,10 @@ def main(argv: list[str] | None = None) -> None:
         results["meta"]["command"] = " & ".join(p["meta"]["command"] for p in parts)
         results["meta"]["seconds"] = max(p["meta"]["seconds"] for p in parts)
         results["meta"]["parallel_runs"] = len(parts)
+        if len({json.dumps(p["meta"].get("versions"), sort_keys=True) for p in parts}) > 1:
+            log.warning(
+                "merged runs used different package versions: %s", [p["meta"].get("versions") for p in parts]
+            )
         for p in parts[1:]:
             results["settings"].update(p["settings"])
         args.output.write_text(json.dumps(results, indent=1, default=float) + "\n")
@@ -767,6 +795,8 @@ def main(argv: list[str] | None = None) -> None:
         "meta": {
             "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
             "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores (shared), Python {platform.python_version()}",
+            # the forests' and networks' random streams depend on these: a fresh install may change the numbers
+            "versions": package_versions(),
             "command": "python benchmarks/transfer_experiment.py "
             + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:])),
             "pretrained": str(
