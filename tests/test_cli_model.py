@@ -66,18 +66,22 @@ def test_pretrain_pools_sources_and_writes_a_soilnet(pretrained: Path, coarse_pa
     assert len(model.nets_) == 1
 
 
-def test_finetune_global_strategy_writes_a_regional_model(
-    pretrained: Path, soil_dir: Path, coarse_pack: Path, edgeroi_pack: Path, tmp_path: Path
+@pytest.mark.parametrize("strategy", ["global", "stacked-qrf"])
+def test_finetune_writes_a_regional_model(
+    strategy: str, pretrained: Path, soil_dir: Path, coarse_pack: Path, edgeroi_pack: Path, tmp_path: Path
 ) -> None:
     out = tmp_path / "edgeroi.geesoil"
     code, _, err = _run(
         "finetune", "--model", str(pretrained), "--samples", str(soil_dir / "edgeroi.parquet"),
         "--covariates", str(coarse_pack), "--covariates", str(edgeroi_pack),
-        "--strategy", "global", "-o", str(out),
+        "--strategy", strategy, "-o", str(out),
     )  # fmt: skip
     assert code == 0, err
-    assert "fitted global on" in err
-    assert read_metadata(out)["kind"] == "global"
+    assert f"fitted {strategy} on" in err
+    assert read_metadata(out)["kind"] == strategy
+    names = {c.name for c in load_model(out).covariates}
+    # the regional pack's covariates reach the forest of stacked-qrf; global keeps the pretrained inputs only
+    assert ("twi" in names) == (strategy == "stacked-qrf")
 
 
 @pytest.mark.parametrize("command", ["pretrain", "finetune", "evaluate"])
