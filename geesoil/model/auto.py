@@ -4,9 +4,9 @@ Selection uses only the training data given to ``fit``: spatial-block k-fold ins
 3, more - up to ``max_inner_folds`` - when the networks would otherwise train on fewer than their minimum of
 samples, e.g. 25 samples need 5 folds; random location folds when the region is too small for blocks). Every
 candidate - each transfer strategy of :mod:`geesoil.model.finetune` (``stacked-qrf`` included) and the regional
-forests ``rf``/``qrf`` - is trained on the inner training folds and predicts the held-out fold. To stay affordable on CPU the candidates are
-cheaper during selection (``selection_members`` ensemble members, ``selection_trees`` trees); the chosen ones are
-then refitted at full size on all the data.
+forests ``rf``/``qrf`` - is trained on the inner training folds and predicts the held-out fold. To stay affordable
+on CPU the candidates are cheaper during selection (``selection_members`` ensemble members, ``selection_trees``
+trees); the chosen ones are then refitted at full size on all the data.
 
 Point predictions are MAE-oriented (``point="median"``): a network contributes its median (the log-space mean
 back-transformed without smearing), QRF its conditional median, RF its mean (it has no median).
