@@ -64,6 +64,16 @@ def as_specs(covariates: Sequence[CovariateSpec | str]) -> tuple[CovariateSpec, 
     )
 
 
+def merge_covariates(
+    first: Sequence[CovariateSpec | str], then: Sequence[CovariateSpec | str]
+) -> tuple[CovariateSpec, ...]:
+    """The specs of ``first``, then those of ``then`` whose names ``first`` lacks (e.g. a network's covariates, then
+    a region's)."""
+    first = as_specs(first)
+    names = {c.name for c in first}
+    return first + tuple(c for c in as_specs(then) if c.name not in names)
+
+
 def load_skops(blob: bytes, what: str) -> Any:
     """Load a skops blob after checking every non-default type against :data:`TRUSTED_TYPES`."""
     import skops.io as sio

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from geesoil import cv, metrics
-from geesoil.baselines import QuantileForestSoil, RandomForestSoil, as_specs
+from geesoil.baselines import QuantileForestSoil, RandomForestSoil, as_specs, merge_covariates
 from geesoil.covariates.spec import CovariateSpec
 from geesoil.covariates.window import Context, sample_context
 from geesoil.errors import CovariateError, GeesoilError, ModelError, SampleFileError
@@ -268,9 +268,7 @@ def _covariates(
         extra = [c for c in X.columns if c not in names and c not in ("lon", "lat")]
         specs = base + as_specs(extra)
     else:
-        specs = as_specs(given)
-        names = {c.name for c in specs}
-        specs = specs + tuple(c for c in base if c.name not in names)
+        specs = merge_covariates(given, base)
     missing = [c.name for c in specs if c.name not in X.columns]
     if missing:
         raise ModelError(f"covariates missing from the sampled table: {', '.join(missing)}")

@@ -40,7 +40,7 @@ import numpy as np
 import pandas as pd
 
 from geesoil import cv
-from geesoil.baselines import QuantileForestSoil, RandomForestSoil, as_specs
+from geesoil.baselines import QuantileForestSoil, RandomForestSoil, as_specs, merge_covariates
 from geesoil.covariates.spec import CovariateSpec
 from geesoil.errors import GeesoilError, ModelError
 from geesoil.model.base import ONE_SIGMA_ALPHA, mean_prediction, median_prediction, predict_layers
@@ -287,8 +287,7 @@ class AutoModel:
         self.regional_covariates = as_specs(regional_covariates)
         if covariates is None:
             base = tuple(pretrained.covariates) if pretrained is not None else ()
-            names = {c.name for c in base}
-            covariates = base + tuple(c for c in self.regional_covariates if c.name not in names)
+            covariates = merge_covariates(base, self.regional_covariates)
         self._covariates = as_specs(covariates)
         self.candidates = tuple(candidates) if candidates is not None else None
         self.inner_folds = inner_folds

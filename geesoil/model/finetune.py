@@ -31,6 +31,7 @@ from geesoil.model.network import (
     NetEnsemble,
     SoilNet,
     regression_metrics,
+    require_min_samples,
     smearing_factor,
     training_summary,
 )
@@ -162,7 +163,7 @@ class _Transfer(NetEnsemble):
             raise ModelError(
                 f"strategy {self.kind!r} needs a fitted pretrained SoilNet (load one with load_model)"
             )
-        self._require_samples(len(X), f"fine-tuning ({self.kind})")
+        require_min_samples(len(X), f"fine-tuning ({self.kind})")
         self.encoder_ = pre.encoder_
         self.target_ = dict(pre.target_)
         t = self._transform_target(y, len(X), self.target_["transform"])

@@ -277,14 +277,6 @@ class NetEnsemble:
         """One reproducible seed per ensemble member, from ``random_state``."""
         return np.random.SeedSequence(self.random_state).generate_state(n).tolist()
 
-    @staticmethod
-    def _require_samples(n: int, what: str) -> None:
-        if n < MIN_SAMPLES:
-            raise ModelError(
-                f"{what} needs at least {MIN_SAMPLES} samples, got {n}; "
-                "collect more samples (or use the global model without fine-tuning)"
-            )
-
     def _calibrate(
         self, data: Encoded, t: np.ndarray, splits: Sequence[tuple[np.ndarray, np.ndarray]]
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -387,6 +379,16 @@ def regression_metrics(y_true: np.ndarray, y_hat: np.ndarray) -> dict[str, float
         "bias": float(np.mean(err)),
         "r2": float(1 - np.sum(err**2) / ss_tot) if ss_tot > 0 else float("nan"),
     }
+
+
+def require_min_samples(n: int, what: str) -> None:
+    """Raise :class:`ModelError` when ``what`` (a network or transfer strategy) gets fewer than :data:`MIN_SAMPLES`
+    samples."""
+    if n < MIN_SAMPLES:
+        raise ModelError(
+            f"{what} needs at least {MIN_SAMPLES} samples, got {n}; "
+            "collect more samples (or use the global model without fine-tuning)"
+        )
 
 
 def check_covariates(needed: Iterable[CovariateSpec], available_names: Iterable[str]) -> None:
@@ -534,7 +536,7 @@ class SoilNet(NetEnsemble):
     ) -> SoilNet:
         t0 = time.perf_counter()
         self._validate_params()
-        self._require_samples(len(X), "training a network")
+        require_min_samples(len(X), "training a network")
         t = self._transform_target(y, len(X), self.target)
         self.encoder_ = FeatureEncoder(
             self.covariates_in,

@@ -20,11 +20,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from geesoil.baselines import QuantileForestSoil
+from geesoil.baselines import QuantileForestSoil, merge_covariates
 from geesoil.covariates.spec import CovariateSpec
 from geesoil.errors import ModelError
 from geesoil.model.io import nest_blobs, rebuild, register, unnest_blobs
-from geesoil.model.network import MIN_SAMPLES, check_covariates, training_summary
+from geesoil.model.network import check_covariates, require_min_samples, training_summary
 from geesoil.model.train import default_groups
 
 #: the name of the pretrained network's prediction among the forest's covariates
@@ -58,8 +58,7 @@ class StackedQRF:
     def covariates(self) -> tuple[CovariateSpec, ...]:
         """The network's covariates, then the region-only ones (the forest's, without :data:`NET_FEATURE`)."""
         base = tuple(self.pretrained.covariates) if self.pretrained is not None else ()
-        names = {c.name for c in base}
-        return base + tuple(c for c in self.regional_covariates if c.name not in names)
+        return merge_covariates(base, self.regional_covariates)
 
     @property
     def context(self) -> Any | None:
@@ -78,11 +77,7 @@ class StackedQRF:
             raise ModelError(
                 "strategy 'stacked-qrf' needs a fitted pretrained SoilNet (load one with load_model)"
             )
-        if len(X) < MIN_SAMPLES:  # as every transfer strategy: fewer samples cannot say what transfers
-            raise ModelError(
-                f"stacking into QRF (stacked-qrf) needs at least {MIN_SAMPLES} samples, got {len(X)}; "
-                "collect more samples (or use the global model without fine-tuning)"
-            )
+        require_min_samples(len(X), "stacking into QRF (stacked-qrf)")
         if NET_FEATURE in X.columns:
             raise ModelError(
                 f"stacked-qrf: the input already has a column {NET_FEATURE!r}; rename that covariate"
